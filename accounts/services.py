@@ -278,6 +278,7 @@ def identity_verify(
         raise PermissionDenied
     if method not in VerificationMethod.values:
         raise ValidationError({"method": _("Choose how the documents were checked.")})
+    profile = PatientProfile.objects.get(pk=profile.pk)  # check what is stored, not a stale copy
     if not profile.identity_documents_complete:
         raise ValidationError(_("The patient has not entered both SNILS and passport yet."))
     if method == VerificationMethod.SCAN and not profile.identity_scan:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 
+from cryptography.fernet import InvalidToken
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import FileSystemStorage
@@ -35,6 +37,22 @@ class EncryptedFileSystemStorage(FileSystemStorage):
         with super()._open(name, "rb") as stored:
             plaintext = keyring().decrypt(stored.read())
         return ContentFile(plaintext, name=name)
+
+    def rotate(self, name: str) -> bool:
+        """Re-encrypt a stored file with the current key in place; False if already current."""
+        path = self.path(name)
+        with open(path, "rb") as stored:
+            token = stored.read()
+        try:
+            current_key().decrypt(token)
+        except InvalidToken:
+            rotated = keyring().rotate(token)
+            tmp = f"{path}.rotating"
+            with open(tmp, "wb") as out:
+                out.write(rotated)
+            os.replace(tmp, path)
+            return True
+        return False
 
     def size(self, name: str) -> int:
         return len(self._open(name).read())

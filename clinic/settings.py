@@ -190,6 +190,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "accounts.validators.WeakPatternPasswordValidator"},
 ]
 
+if DJANGO_ENV == "test":
+    # Hashing cost is not under test; PBKDF2 would dominate the suite's run time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 # allauth: email login; verification is ours (accounts.services), see docs/adr/0003.
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]

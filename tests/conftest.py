@@ -1,0 +1,64 @@
+"""Shared fixtures. Databases and Redis are prepared by tests/bootstrap.py (loaded with -p)."""
+
+from __future__ import annotations
+
+import pyotp
+import pytest
+from django.core.cache import cache
+
+from accounts.models import Role
+from tests import factories
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    # Rate limits and session caches live in Redis; one test must not lock out the next.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def patient(db):
+    return factories.make_patient()
+
+
+@pytest.fixture
+def other_patient(db):
+    return factories.make_patient()
+
+
+@pytest.fixture
+def doctor(db):
+    return factories.make_staff(Role.DOCTOR)
+
+
+@pytest.fixture
+def reception(db):
+    return factories.make_staff(Role.RECEPTION)
+
+
+@pytest.fixture
+def admin_user(db):
+    user = factories.make_staff(Role.ADMIN)
+    user.is_superuser = True
+    user.save(update_fields=["is_superuser"])
+    return user
+
+
+def totp_now(user) -> str:
+    return pyotp.TOTP(user.totp_secret).now()
+
+
+@pytest.fixture
+def login_staff(client):
+    """Sign a staff member in through the real login and TOTP steps."""
+
+    def _login(user):
+        response = client.post("/accounts/login/", {"login": user.email, "password": factories.PASSWORD})
+        assert response.status_code == 302 and response["Location"] == "/accounts/2fa/authenticate/"
+        response = client.post("/accounts/2fa/authenticate/", {"code": totp_now(user)})
+        assert response.status_code == 302, response.content[:500]
+        return client
+
+    return _login
