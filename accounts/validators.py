@@ -79,6 +79,9 @@ _COMMON_WORDS = (
 )
 
 
+_LEET = str.maketrans({"@": "a", "0": "o", "1": "i", "3": "e", "$": "s", "5": "s", "!": "i", "7": "t"})
+
+
 class WeakPatternPasswordValidator:
     """Refuses the shapes breached-password lists are full of, beyond Django's
     common-password list: keyboard walks, one repeated character, a common word
@@ -86,7 +89,9 @@ class WeakPatternPasswordValidator:
 
     def validate(self, password: str, user: object = None) -> None:
         lowered = password.lower()
-        core = re.sub(r"[\d\W_]+", "", lowered)
+        # "P@ssw0rd" is "password": undo common substitutions before stripping padding.
+        unleeted = re.sub(r"[\d\W_]+$|^[\d\W_]+", "", lowered).translate(_LEET)
+        core = re.sub(r"[\d\W_]+", "", unleeted)
         if len(set(lowered)) <= 3:
             raise ValidationError(
                 gettext_lazy("This password repeats too few characters."), code="password_repetitive"
