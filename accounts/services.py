@@ -337,6 +337,17 @@ def consent_withdraw(*, by: User, profile: PatientProfile, kind: str) -> Consent
         return _consent_decide(by=by, profile=profile, kind=kind, decision=ConsentDecision.WITHDRAWN)
 
 
+def consent_texts_ensure_published() -> None:
+    """Publish version 1 of any consent that has no text yet (idempotent)."""
+    from accounts.consent_texts import TEXTS
+
+    for kind, (title_ru, title_en, body_ru, body_en) in TEXTS.items():
+        ConsentText.objects.get_or_create(
+            kind=kind, version=1,
+            defaults={"title_ru": title_ru, "title_en": title_en, "body_ru": body_ru, "body_en": body_en},
+        )
+
+
 def consent_text_publish(
     *, by: User | None, kind: str, title_ru: str, title_en: str, body_ru: str, body_en: str
 ) -> ConsentText:

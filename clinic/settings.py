@@ -138,7 +138,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="clinic"),
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="clinic-test" if DJANGO_ENV == "test" else "clinic"),
         "TIMEOUT": 300,
     }
 }

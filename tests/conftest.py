@@ -10,12 +10,36 @@ from accounts.models import Role
 from tests import factories
 
 
+def _clear_test_cache() -> None:
+    # Only our keys: REDIS_URL may be a shared server (cache.clear() would FLUSHDB it).
+    client = cache._cache.get_client(write=True)  # noqa: SLF001
+    prefix = cache.key_prefix or ""
+    for key in client.scan_iter(match=f"{prefix}:*", count=500):
+        client.delete(key)
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     # Rate limits and session caches live in Redis; one test must not lock out the next.
-    cache.clear()
+    _clear_test_cache()
     yield
-    cache.clear()
+    _clear_test_cache()
+
+
+@pytest.fixture(autouse=True)
+def _reference_data(request):
+    """Data migrations' rows are wiped by transactional tests (live_server flushes the
+    database after each test); put them back for every test that uses the database."""
+    uses_db = request.node.get_closest_marker("django_db") or {
+        "db", "transactional_db", "live_server"
+    } & set(request.fixturenames)
+    if uses_db:
+        transactional = "transactional_db" in request.fixturenames or "live_server" in request.fixturenames
+        request.getfixturevalue("transactional_db" if transactional else "db")
+        from accounts.services import consent_texts_ensure_published, roles_sync_groups
+
+        consent_texts_ensure_published()
+        roles_sync_groups()
 
 
 @pytest.fixture

@@ -158,9 +158,9 @@ def test_lockout_after_ten_failures_per_account_and_ip_then_cooloff_expires(clie
     from django.utils import timezone
 
     AccessAttempt.objects.update(attempt_time=timezone.now() - timezone.timedelta(minutes=16))
-    from django.core.cache import cache
+    from tests.conftest import _clear_test_cache
 
-    cache.clear()
+    _clear_test_cache()
     after = Client().post("/accounts/login/", {"login": patient.email, "password": factories.PASSWORD})
     assert after.status_code == 302
 
