@@ -132,3 +132,25 @@ def test_language_choice_is_remembered_on_the_user(client, patient):
     assert patient.language == "ru"
     page = client.get("/", HTTP_ACCEPT_LANGUAGE="en")
     assert '<html lang="ru"' in page.content.decode()
+
+
+PATIENT_PAGES = [
+    "/", "/portal/me/details/", "/portal/me/identity/", "/portal/me/consents/", "/accounts/2fa/",
+    "/accounts/password/change/", "/accounts/2fa/webauthn/add/?passwordless", "/accounts/2fa/totp/activate/",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", PATIENT_PAGES)
+def test_patient_pages_have_no_inline_code_or_styles(client, patient, path):
+    import re
+
+    client.post("/accounts/login/", {"login": patient.email, "password": "Correct-Horse-Battery-9"})
+    response = client.get(path, follow=True)
+    assert response.status_code == 200
+    html = response.content.decode()
+    for tag in re.findall(r"<script[^>]*>", html):
+        assert 'src="/static/' in tag or 'type="application/json"' in tag, (path, tag)
+    assert not re.search(r"\sstyle=\"", html), path
+    assert not re.search(r"\son[a-z]+=\"", html), path
+    assert "<style" not in html, path
