@@ -29,6 +29,21 @@ class AccountAdapter(DefaultAccountAdapter):
     def get_login_redirect_url(self, request: HttpRequest) -> str:
         return "/"
 
+    def add_message(
+        self,
+        request: HttpRequest,
+        level: int,
+        message_template: str | None = None,
+        message_context: dict | None = None,
+        extra_tags: str = "",
+        message: str | None = None,
+    ) -> None:
+        # "Successfully signed in as Patient #12" is noise, and it is rendered before the
+        # user's own language is active.
+        if message_template == "account/messages/logged_in.txt":
+            return
+        super().add_message(request, level, message_template, message_context, extra_tags, message)
+
 
 class MFAAdapter(DefaultMFAAdapter):
     """TOTP secrets and recovery-code seeds are stored encrypted like other secrets."""
@@ -40,5 +55,6 @@ class MFAAdapter(DefaultMFAAdapter):
         return decrypt_text(encrypted_text)
 
     def get_totp_label(self, user: Any) -> str:
-        # Shown in the authenticator app; the role is enough, no personal data on the phone's lock screen.
+        # Shown in the authenticator app: the role is enough, no personal data
+        # on the phone's lock screen.
         return f"{user.get_role_display()} #{user.pk}"

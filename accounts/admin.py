@@ -46,8 +46,11 @@ class AuditedViewMixin:
         obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
         if obj is not None and getattr(response, "status_code", 200) == 200:
             audit_record(
-                actor=request.user, action=AuditAction.VIEW, obj=obj,
-                patient=self.patient_of(obj), detail={"via": "admin"},
+                actor=request.user,
+                action=AuditAction.VIEW,
+                obj=obj,
+                patient=self.patient_of(obj),
+                detail={"via": "admin"},
             )
         return response
 
@@ -59,9 +62,25 @@ class AuditedViewMixin:
 class UserAdmin(AuditedViewMixin, admin.ModelAdmin):
     list_display = ("id", "role", "is_active", "is_staff", "email_verified_at", "date_joined")
     list_filter = ("role", "is_active", "is_staff")
-    fields = ("email", "role", "language", "is_active", "is_staff", "is_superuser",
-              "email_verified_at", "date_joined", "last_login")
-    readonly_fields = ("email", "is_staff", "is_superuser", "email_verified_at", "date_joined", "last_login")
+    fields = (
+        "email",
+        "role",
+        "language",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "email_verified_at",
+        "date_joined",
+        "last_login",
+    )
+    readonly_fields = (
+        "email",
+        "is_staff",
+        "is_superuser",
+        "email_verified_at",
+        "date_joined",
+        "last_login",
+    )
     ordering = ("-id",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -83,8 +102,12 @@ class UserAdmin(AuditedViewMixin, admin.ModelAdmin):
                 obj.role = stored.role
         obj.is_staff = User.objects.values_list("is_staff", flat=True).get(pk=obj.pk)
         super().save_model(request, obj, form, change)
-        audit_record(actor=request.user, action=AuditAction.CHANGE, obj=obj,
-                     detail={"fields": form.changed_data, "via": "admin"})
+        audit_record(
+            actor=request.user,
+            action=AuditAction.CHANGE,
+            obj=obj,
+            detail={"fields": form.changed_data, "via": "admin"},
+        )
 
     def patient_of(self, obj: User) -> Any:
         return obj if obj.is_patient else None
@@ -94,8 +117,20 @@ class UserAdmin(AuditedViewMixin, admin.ModelAdmin):
 class PatientProfileAdmin(AuditedViewMixin, ReadOnlyAdmin):
     list_display = ("id", "user", "created_at")
     # Encrypted fields cannot be searched or sorted; staff use the blind-index search page.
-    readonly_fields = ("user", "last_name", "first_name", "middle_name", "birth_date", "sex",
-                       "phone", "address", "snils", "passport", "insurance_policy", "created_at")
+    readonly_fields = (
+        "user",
+        "last_name",
+        "first_name",
+        "middle_name",
+        "birth_date",
+        "sex",
+        "phone",
+        "address",
+        "snils",
+        "passport",
+        "insurance_policy",
+        "created_at",
+    )
     exclude = ("snils_index", "passport_index", "identity_scan")
 
     def patient_of(self, obj: PatientProfile) -> Any:
@@ -135,8 +170,12 @@ class ConsentTextAdmin(admin.ModelAdmin):
         if change:
             return
         published = services.consent_text_publish(
-            by=request.user, kind=obj.kind, title_ru=obj.title_ru, title_en=obj.title_en,
-            body_ru=obj.body_ru, body_en=obj.body_en,
+            by=request.user,
+            kind=obj.kind,
+            title_ru=obj.title_ru,
+            title_en=obj.title_en,
+            body_ru=obj.body_ru,
+            body_en=obj.body_en,
         )
         obj.pk = published.pk
         obj.version = published.version

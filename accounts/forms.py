@@ -15,24 +15,46 @@ class DateInput(forms.DateInput):
 
 
 class SignupForm(forms.Form):
-    email = forms.EmailField(label=_("Email"), widget=forms.EmailInput(attrs={"autocomplete": "email"}))
-    last_name = forms.CharField(label=_("Last name"), max_length=100,
-                                widget=forms.TextInput(attrs={"autocomplete": "family-name"}))
-    first_name = forms.CharField(label=_("First name"), max_length=100,
-                                 widget=forms.TextInput(attrs={"autocomplete": "given-name"}))
-    middle_name = forms.CharField(label=_("Middle name (if any)"), max_length=100, required=False,
-                                  widget=forms.TextInput(attrs={"autocomplete": "additional-name"}))
-    birth_date = forms.DateField(label=_("Date of birth"), widget=DateInput(attrs={"autocomplete": "bday"}))
-    phone = forms.CharField(label=_("Mobile phone"), max_length=32, validators=[validate_phone],
-                            widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel"}))
+    email = forms.EmailField(
+        label=_("Email"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+    last_name = forms.CharField(
+        label=_("Last name"),
+        max_length=100,
+        widget=forms.TextInput(attrs={"autocomplete": "family-name"}),
+    )
+    first_name = forms.CharField(
+        label=_("First name"),
+        max_length=100,
+        widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
+    )
+    middle_name = forms.CharField(
+        label=_("Middle name (if any)"),
+        max_length=100,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "additional-name"}),
+    )
+    birth_date = forms.DateField(
+        label=_("Date of birth"), widget=DateInput(attrs={"autocomplete": "bday"})
+    )
+    phone = forms.CharField(
+        label=_("Mobile phone"),
+        max_length=32,
+        validators=[validate_phone],
+        widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel"}),
+    )
     language = forms.ChoiceField(label=_("Language of messages"), choices=Language.choices)
     password1 = forms.CharField(
-        label=_("Password"), strip=False,
+        label=_("Password"),
+        strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text=_("At least 12 characters. A short sentence is easy to remember and hard to guess."),
+        help_text=_(
+            "At least 12 characters. A short sentence is easy to remember and hard to guess."
+        ),
     )
     password2 = forms.CharField(
-        label=_("Password again"), strip=False,
+        label=_("Password again"),
+        strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
     accept_health_data_consent = forms.BooleanField(
@@ -57,34 +79,60 @@ class SignupForm(forms.Form):
 class PersonalDataForm(forms.ModelForm):
     class Meta:
         model = PatientProfile
-        fields = ["last_name", "first_name", "middle_name", "birth_date", "sex", "phone",
-                  "address", "insurance_policy"]
+        fields = [
+            "last_name",
+            "first_name",
+            "middle_name",
+            "birth_date",
+            "sex",
+            "phone",
+            "address",
+            "insurance_policy",
+        ]
         widgets = {"birth_date": DateInput(), "address": forms.Textarea(attrs={"rows": 3})}
 
 
 class IdentityDocumentsForm(forms.Form):
-    snils = forms.CharField(label=_("SNILS"), max_length=14, validators=[validate_snils],
-                            help_text=_("11 digits, e.g. 112-233-445 95"),
-                            widget=forms.TextInput(attrs={"inputmode": "numeric"}))
-    passport = forms.CharField(label=_("Passport series and number"), max_length=20,
-                               validators=[validate_passport],
-                               help_text=_("4 + 6 digits, e.g. 4510 123456"),
-                               widget=forms.TextInput(attrs={"inputmode": "numeric"}))
-    scan = forms.FileField(label=_("Scan of the passport (optional)"), required=False,
-                           help_text=_("PDF, JPEG or PNG, up to 10 MB."))
+    snils = forms.CharField(
+        label=_("SNILS"),
+        max_length=14,
+        validators=[validate_snils],
+        help_text=_("11 digits, e.g. 112-233-445 95"),
+        widget=forms.TextInput(attrs={"inputmode": "numeric"}),
+    )
+    passport = forms.CharField(
+        label=_("Passport series and number"),
+        max_length=20,
+        validators=[validate_passport],
+        help_text=_("4 + 6 digits, e.g. 4510 123456"),
+        widget=forms.TextInput(attrs={"inputmode": "numeric"}),
+    )
+    scan = forms.FileField(
+        label=_("Scan of the passport (optional)"),
+        required=False,
+        help_text=_("PDF, JPEG or PNG, up to 10 MB."),
+    )
 
 
 class ConsentDecisionForm(forms.Form):
     kind = forms.CharField(widget=forms.HiddenInput)
-    decision = forms.ChoiceField(choices=[("give", "give"), ("withdraw", "withdraw")],
-                                 widget=forms.HiddenInput)
+    decision = forms.ChoiceField(
+        choices=[("give", "give"), ("withdraw", "withdraw")], widget=forms.HiddenInput
+    )
 
 
 class VerifyIdentityForm(forms.Form):
-    method = forms.ChoiceField(label=_("How were the documents checked?"),
-                               choices=VerificationMethod.choices, widget=forms.RadioSelect)
-    note = forms.CharField(label=_("Note (optional)"), required=False, max_length=500,
-                           widget=forms.Textarea(attrs={"rows": 2}))
+    method = forms.ChoiceField(
+        label=_("How were the documents checked?"),
+        choices=VerificationMethod.choices,
+        widget=forms.RadioSelect,
+    )
+    note = forms.CharField(
+        label=_("Note (optional)"),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
 
 
 class PatientSearchForm(forms.Form):

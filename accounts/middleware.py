@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zoneinfo
 from collections.abc import Callable
 
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.policies import staff_requires_mfa
@@ -38,7 +39,9 @@ class SessionLifetimeMiddleware:
                 or now - (last_seen or started) > settings.SESSION_IDLE_TIMEOUT
             ):
                 logout(request)
-                messages.info(request, _("You were signed out to protect your data. Please sign in again."))
+                messages.info(
+                    request, _("You were signed out to protect your data. Please sign in again.")
+                )
                 return redirect(f"{reverse('account_login')}?next={request.path}")
             request.session[SESSION_LAST_SEEN] = now
         return self.get_response(request)
@@ -55,6 +58,27 @@ class UserLanguageMiddleware:
             translation.activate(request.user.language)
             request.LANGUAGE_CODE = translation.get_language()
         return self.get_response(request)
+
+
+class UserTimezoneMiddleware:
+    """Show times in the clinic's local time: a staff member's location, else the
+    network's home time zone (CLINIC_TIME_ZONE). Storage stays UTC."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        tz_name = settings.CLINIC_TIME_ZONE
+        user = request.user
+        if user.is_authenticated and user.role != "patient":
+            profile = getattr(user, "staff_profile", None)
+            if profile is not None and profile.location_id:
+                tz_name = profile.location.time_zone
+        timezone.activate(zoneinfo.ZoneInfo(tz_name))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
 
 
 MFA_EXEMPT_PREFIXES = (

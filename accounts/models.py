@@ -204,9 +204,7 @@ class PatientProfile(models.Model):
     middle_name = EncryptedCharField(_("middle name"), max_length=100, blank=True)
     birth_date = EncryptedDateField(_("date of birth"), null=True, blank=True)
     sex = EncryptedCharField(_("sex"), max_length=10, choices=Sex.choices, blank=True)
-    phone = EncryptedCharField(
-        _("phone"), max_length=32, blank=True, validators=[validate_phone]
-    )
+    phone = EncryptedCharField(_("phone"), max_length=32, blank=True, validators=[validate_phone])
     address = EncryptedTextField(_("address"), blank=True)
     snils = EncryptedCharField(_("SNILS"), max_length=14, blank=True, validators=[validate_snils])
     snils_index = BlindIndexField(source="snils", normaliser="digits", unique=True)
@@ -260,21 +258,35 @@ class StaffProfile(models.Model):
     full_name = models.CharField(_("full name"), max_length=200)
     title = models.CharField(_("title"), max_length=120, blank=True)
     specialty = models.ForeignKey(
-        Specialty, null=True, blank=True, on_delete=models.PROTECT, related_name="staff",
+        Specialty,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="staff",
         verbose_name=_("specialty"),
     )
     department = models.ForeignKey(
-        Department, null=True, blank=True, on_delete=models.PROTECT, related_name="staff",
+        Department,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="staff",
         verbose_name=_("department"),
     )
     location = models.ForeignKey(
-        Location, null=True, blank=True, on_delete=models.PROTECT, related_name="staff",
+        Location,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="staff",
         verbose_name=_("location"),
     )
     bio = models.TextField(_("about"), blank=True)
     photo = models.ImageField(_("photo"), upload_to="staff/", blank=True)
     languages = models.CharField(_("languages spoken"), max_length=120, blank=True)
-    practising_since = models.PositiveSmallIntegerField(_("practising since (year)"), null=True, blank=True)
+    practising_since = models.PositiveSmallIntegerField(
+        _("practising since (year)"), null=True, blank=True
+    )
 
     class Meta:
         ordering = ["full_name"]
@@ -400,4 +412,3 @@ class ConsentRecord(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         self.kind = self.text.kind
         super().save(*args, **kwargs)  # type: ignore[arg-type]
-

@@ -43,9 +43,7 @@ def can_search_patients(user: Any) -> bool:
 def can_verify_identity(user: Any, profile: PatientProfile) -> bool:
     """Reception or an administrator, never on their own record."""
     return (
-        _active(user)
-        and user.role in {Role.RECEPTION, Role.ADMIN}
-        and profile.user_id != user.pk
+        _active(user) and user.role in {Role.RECEPTION, Role.ADMIN} and profile.user_id != user.pk
     )
 
 

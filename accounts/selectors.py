@@ -92,8 +92,13 @@ def patient_find(user: User, query: str) -> PatientProfile | None:
         elif len(digits) == 10:
             found = PatientProfile.objects.filter(passport=query).select_related("user").first()
     if found is not None:
-        audit_record(actor=user, action=AuditAction.VIEW, obj=found, patient=found.user,
-                     detail={"via": "search"})
+        audit_record(
+            actor=user,
+            action=AuditAction.VIEW,
+            obj=found,
+            patient=found.user,
+            detail={"via": "search"},
+        )
     return found
 
 

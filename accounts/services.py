@@ -89,7 +89,11 @@ def patient_register(
     (152-FZ art. 10), so registration records it or refuses."""
     if not accept_health_data_consent:
         raise ValidationError(
-            {"accept_health_data_consent": _("Consent to the processing of health data is required.")}
+            {
+                "accept_health_data_consent": _(
+                    "Consent to the processing of health data is required."
+                )
+            }
         )
     if User.objects.filter(email=email).exists():
         raise ValidationError({"email": _("An account with this email already exists.")})
@@ -105,7 +109,9 @@ def patient_register(
             phone=phone,
         )
         audit_record(actor=user, action=AuditAction.CREATE, obj=profile, patient=user)
-        _consent_decide(by=user, profile=profile, kind=ConsentKind.HEALTH_DATA, decision=ConsentDecision.GIVEN)
+        _consent_decide(
+            by=user, profile=profile, kind=ConsentKind.HEALTH_DATA, decision=ConsentDecision.GIVEN
+        )
         if send_verification:
             transaction.on_commit(lambda: email_verification_send(user=user))
     return user
@@ -119,7 +125,9 @@ def email_verification_send(*, user: User) -> None:
     link = settings.SITE_URL.rstrip("/") + reverse("accounts:verify_email", args=[token])
     with translation.override(user.language):
         subject = _("Confirm your email for the patient portal")
-        body = render_to_string("accounts/email/verify_email.txt", {"link": link, "clinic": settings.CLINIC_NAME})
+        body = render_to_string(
+            "accounts/email/verify_email.txt", {"link": link, "clinic": settings.CLINIC_NAME}
+        )
     send_mail(subject, body, None, [user.email])
 
 
@@ -143,7 +151,9 @@ def email_verify(*, token: str) -> User:
             raise EmailVerificationError("used")
         user.email_verified_at = timezone.now()
         user.save(update_fields=["email_verified_at"])
-        audit_record(actor=user, action=AuditAction.CHANGE, obj=user, detail={"field": "email_verified"})
+        audit_record(
+            actor=user, action=AuditAction.CHANGE, obj=user, detail={"field": "email_verified"}
+        )
     return user
 
 
@@ -186,7 +196,10 @@ def user_set_role(*, by: User, user: User, role: str) -> User:
         if role in STAFF_ROLES and not hasattr(user, "staff_profile"):
             StaffProfile.objects.create(user=user, full_name=user.display_name())
         audit_record(
-            actor=by, action=AuditAction.ROLE_CHANGE, obj=user, detail={"from": previous, "to": role}
+            actor=by,
+            action=AuditAction.ROLE_CHANGE,
+            obj=user,
+            detail={"from": previous, "to": role},
         )
     return user
 
@@ -203,21 +216,37 @@ def user_set_language(*, by: User, language: str) -> None:
 
 IDENTITY_FIELDS = ("snils", "passport")
 PROFILE_FIELDS = (
-    "last_name", "first_name", "middle_name", "birth_date", "sex", "phone", "address",
-    "insurance_policy", "snils", "passport",
+    "last_name",
+    "first_name",
+    "middle_name",
+    "birth_date",
+    "sex",
+    "phone",
+    "address",
+    "insurance_policy",
+    "snils",
+    "passport",
 )
 
 
 def _check_unique_document(profile: PatientProfile, field: str, value: str) -> None:
     if value and PatientProfile.objects.filter(**{field: value}).exclude(pk=profile.pk).exists():
         raise ValidationError(
-            {field: _("This document is already registered to another patient. Please contact reception.")}
+            {
+                field: _(
+                    "This document is already registered to another patient. "
+                    "Please contact reception."
+                )
+            }
         )
 
 
 def patient_profile_update(*, by: User, profile: PatientProfile, **changes: Any) -> PatientProfile:
     """Change personal data. Changing SNILS or passport revokes an identity verification."""
-    if not policies.can_edit_own_profile(by, profile) and by.role not in {Role.RECEPTION, Role.ADMIN}:
+    if not policies.can_edit_own_profile(by, profile) and by.role not in {
+        Role.RECEPTION,
+        Role.ADMIN,
+    }:
         raise PermissionDenied
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
@@ -236,9 +265,14 @@ def patient_profile_update(*, by: User, profile: PatientProfile, **changes: Any)
         profile.save()
         documents_changed = set(changed) & set(IDENTITY_FIELDS)
         if documents_changed:
-            _revoke_verification(profile, reason="documents changed: " + ", ".join(sorted(documents_changed)))
+            _revoke_verification(
+                profile, reason="documents changed: " + ", ".join(sorted(documents_changed))
+            )
         audit_record(
-            actor=by, action=AuditAction.CHANGE, obj=profile, patient=profile.user,
+            actor=by,
+            action=AuditAction.CHANGE,
+            obj=profile,
+            patient=profile.user,
             detail={"fields": sorted(changed)},
         )
     return profile
@@ -250,7 +284,9 @@ def _revoke_verification(profile: PatientProfile, *, reason: str) -> None:
     )
 
 
-def identity_scan_upload(*, by: User, profile: PatientProfile, upload: UploadedFile) -> PatientProfile:
+def identity_scan_upload(
+    *, by: User, profile: PatientProfile, upload: UploadedFile
+) -> PatientProfile:
     if not policies.can_edit_own_profile(by, profile):
         raise PermissionDenied
     validate_upload(upload)
@@ -260,7 +296,10 @@ def identity_scan_upload(*, by: User, profile: PatientProfile, upload: UploadedF
         profile.save(update_fields=["identity_scan", "updated_at"])
         _revoke_verification(profile, reason="new document scan")
         audit_record(
-            actor=by, action=AuditAction.CREATE, obj=profile, patient=profile.user,
+            actor=by,
+            action=AuditAction.CREATE,
+            obj=profile,
+            patient=profile.user,
             detail={"file": "identity_scan"},
         )
         if old_name:
@@ -289,7 +328,10 @@ def identity_verify(
             patient=profile, verified_by=by, method=method, note=note
         )
         audit_record(
-            actor=by, action=AuditAction.CHANGE, obj=profile, patient=profile.user,
+            actor=by,
+            action=AuditAction.CHANGE,
+            obj=profile,
+            patient=profile.user,
             detail={"identity_verified": method},
         )
     return verification
@@ -305,7 +347,9 @@ def consent_current_text(kind: str) -> ConsentText:
     return text
 
 
-def _consent_decide(*, by: User, profile: PatientProfile, kind: str, decision: str) -> ConsentRecord:
+def _consent_decide(
+    *, by: User, profile: PatientProfile, kind: str, decision: str
+) -> ConsentRecord:
     text = consent_current_text(kind)
     from audit.context import current_context
 
@@ -313,7 +357,10 @@ def _consent_decide(*, by: User, profile: PatientProfile, kind: str, decision: s
         patient=profile, text=text, decision=decision, ip_address=current_context().ip_address
     )
     audit_record(
-        actor=by, action=AuditAction.CREATE, obj=record, patient=profile.user,
+        actor=by,
+        action=AuditAction.CREATE,
+        obj=record,
+        patient=profile.user,
         detail={"kind": kind, "version": text.version, "decision": decision},
     )
     return record
@@ -334,7 +381,9 @@ def consent_withdraw(*, by: User, profile: PatientProfile, kind: str) -> Consent
     if kind not in ConsentKind.values:
         raise ValidationError(_("Unknown consent."))
     with transaction.atomic():
-        return _consent_decide(by=by, profile=profile, kind=kind, decision=ConsentDecision.WITHDRAWN)
+        return _consent_decide(
+            by=by, profile=profile, kind=kind, decision=ConsentDecision.WITHDRAWN
+        )
 
 
 def consent_texts_ensure_published() -> None:
@@ -343,8 +392,14 @@ def consent_texts_ensure_published() -> None:
 
     for kind, (title_ru, title_en, body_ru, body_en) in TEXTS.items():
         ConsentText.objects.get_or_create(
-            kind=kind, version=1,
-            defaults={"title_ru": title_ru, "title_en": title_en, "body_ru": body_ru, "body_en": body_en},
+            kind=kind,
+            version=1,
+            defaults={
+                "title_ru": title_ru,
+                "title_en": title_en,
+                "body_ru": body_ru,
+                "body_en": body_en,
+            },
         )
 
 
@@ -353,10 +408,16 @@ def consent_text_publish(
 ) -> ConsentText:
     """A new version; patients' earlier decisions stay tied to the version they saw."""
     with transaction.atomic():
-        last = ConsentText.objects.select_for_update().filter(kind=kind).order_by("-version").first()
+        last = (
+            ConsentText.objects.select_for_update().filter(kind=kind).order_by("-version").first()
+        )
         text = ConsentText.objects.create(
-            kind=kind, version=(last.version + 1) if last else 1,
-            title_ru=title_ru, title_en=title_en, body_ru=body_ru, body_en=body_en,
+            kind=kind,
+            version=(last.version + 1) if last else 1,
+            title_ru=title_ru,
+            title_en=title_en,
+            body_ru=body_ru,
+            body_en=body_en,
         )
         audit_record(actor=by, action=AuditAction.CREATE, obj=text)
     return text

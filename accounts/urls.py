@@ -12,5 +12,7 @@ urlpatterns = [
     path("me/consents/", views.consents, name="consents"),
     path("staff/patients/", views.patient_search, name="patient_search"),
     path("staff/patients/<int:profile_id>/verify/", views.verify_identity, name="verify_identity"),
-    path("staff/patients/<int:profile_id>/identity-scan/", views.identity_scan, name="identity_scan"),
+    path(
+        "staff/patients/<int:profile_id>/identity-scan/", views.identity_scan, name="identity_scan"
+    ),
 ]

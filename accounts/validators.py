@@ -74,12 +74,27 @@ def validate_phone(value: str) -> None:
 
 _KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm", "1234567890", "йцукенгшщзхъ", "фывапролджэ")
 _COMMON_WORDS = (
-    "password", "passw0rd", "qwerty", "letmein", "welcome", "admin", "clinic", "doctor",
-    "patient", "iloveyou", "monkey", "dragon", "sunshine", "пароль", "привет",
+    "password",
+    "passw0rd",
+    "qwerty",
+    "letmein",
+    "welcome",
+    "admin",
+    "clinic",
+    "doctor",
+    "patient",
+    "iloveyou",
+    "monkey",
+    "dragon",
+    "sunshine",
+    "пароль",
+    "привет",
 )
 
 
-_LEET = str.maketrans({"@": "a", "0": "o", "1": "i", "3": "e", "$": "s", "5": "s", "!": "i", "7": "t"})
+_LEET = str.maketrans(
+    {"@": "a", "0": "o", "1": "i", "3": "e", "$": "s", "5": "s", "!": "i", "7": "t"}
+)
 
 
 class WeakPatternPasswordValidator:
@@ -94,7 +109,8 @@ class WeakPatternPasswordValidator:
         core = re.sub(r"[\d\W_]+", "", unleeted)
         if len(set(lowered)) <= 3:
             raise ValidationError(
-                gettext_lazy("This password repeats too few characters."), code="password_repetitive"
+                gettext_lazy("This password repeats too few characters."),
+                code="password_repetitive",
             )
         if core and any(core == w or core == w * 2 for w in _COMMON_WORDS):
             raise ValidationError(
@@ -118,4 +134,6 @@ class WeakPatternPasswordValidator:
                 )
 
     def get_help_text(self) -> str:
-        return _("Avoid keyboard sequences, repeated characters and common words with digits added.")
+        return _(
+            "Avoid keyboard sequences, repeated characters and common words with digits added."
+        )

@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.i18n import set_language as django_set_language
 
@@ -96,9 +97,13 @@ def verification_sent(request: HttpRequest) -> HttpResponse:
 
 
 VERIFY_FAILURES = {
-    "expired": _("This link has expired. Sign in to get a new one."),
-    "used": _("This link has already been used. Your email may already be confirmed — try signing in."),
-    "tampered": _("This link is not valid. Please use the link from the most recent email."),
+    "expired": gettext_lazy("This link has expired. Sign in to get a new one."),
+    "used": gettext_lazy(
+        "This link has already been used. Your email may already be confirmed — try signing in."
+    ),
+    "tampered": gettext_lazy(
+        "This link is not valid. Please use the link from the most recent email."
+    ),
 }
 
 
@@ -110,8 +115,10 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
             services.email_verify(token=token)
         except services.EmailVerificationError as exc:
             return render(
-                request, "accounts/verify_email.html",
-                {"failure": VERIFY_FAILURES.get(exc.reason, VERIFY_FAILURES["tampered"])}, status=400,
+                request,
+                "accounts/verify_email.html",
+                {"failure": VERIFY_FAILURES.get(exc.reason, VERIFY_FAILURES["tampered"])},
+                status=400,
             )
         messages.success(request, _("Your email is confirmed. You can sign in now."))
         return redirect("account_login")
@@ -149,8 +156,10 @@ def identity(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             services.patient_profile_update(
-                by=request.user, profile=profile,
-                snils=format_snils(data["snils"]), passport=format_passport(data["passport"]),
+                by=request.user,
+                profile=profile,
+                snils=format_snils(data["snils"]),
+                passport=format_passport(data["passport"]),
             )
             if data.get("scan"):
                 services.identity_scan_upload(by=request.user, profile=profile, upload=data["scan"])
@@ -162,8 +171,11 @@ def identity(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Your documents are saved. Reception will verify them."))
             return redirect("accounts:identity")
     verification = profile.current_verification()
-    return render(request, "accounts/identity.html",
-                  {"form": form, "profile": profile, "verification": verification})
+    return render(
+        request,
+        "accounts/identity.html",
+        {"form": form, "profile": profile, "verification": verification},
+    )
 
 
 @login_required
@@ -173,7 +185,11 @@ def consents(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ConsentDecisionForm(request.POST)
         if form.is_valid():
-            service = services.consent_give if form.cleaned_data["decision"] == "give" else services.consent_withdraw
+            service = (
+                services.consent_give
+                if form.cleaned_data["decision"] == "give"
+                else services.consent_withdraw
+            )
             try:
                 service(by=request.user, profile=profile, kind=form.cleaned_data["kind"])
             except ValidationError as exc:
@@ -204,9 +220,16 @@ def patient_search(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         searched = True
         found = selectors.patient_find(request.user, form.cleaned_data["query"])
-    return render(request, "accounts/staff/patient_search.html",
-                  {"form": form, "found": found, "searched": searched,
-                   "awaiting": selectors.patients_awaiting_verification(request.user)[:50]})
+    return render(
+        request,
+        "accounts/staff/patient_search.html",
+        {
+            "form": form,
+            "found": found,
+            "searched": searched,
+            "awaiting": selectors.patients_awaiting_verification(request.user)[:50],
+        },
+    )
 
 
 @login_required
@@ -239,17 +262,29 @@ def verify_identity(request: HttpRequest, profile_id: int) -> HttpResponse:
 @login_required
 def identity_scan(request: HttpRequest, profile_id: int) -> HttpResponse:
     profile = selectors.patient_profile_get_for(request.user, profile_id)
-    if not (policies.can_verify_identity(request.user, profile)
-            or policies.can_edit_own_profile(request.user, profile)) or not profile.identity_scan:
+    if (
+        not (
+            policies.can_verify_identity(request.user, profile)
+            or policies.can_edit_own_profile(request.user, profile)
+        )
+        or not profile.identity_scan
+    ):
         raise Http404
     from audit.models import AuditAction
     from audit.services import audit_record
     from clinic.files import sniff_content_type
 
     data = profile.identity_scan.open().read()
-    audit_record(actor=request.user, action=AuditAction.DOWNLOAD, obj=profile, patient=profile.user,
-                 detail={"file": "identity_scan"})
-    response = HttpResponse(data, content_type=sniff_content_type(data[:16]) or "application/octet-stream")
+    audit_record(
+        actor=request.user,
+        action=AuditAction.DOWNLOAD,
+        obj=profile,
+        patient=profile.user,
+        detail={"file": "identity_scan"},
+    )
+    response = HttpResponse(
+        data, content_type=sniff_content_type(data[:16]) or "application/octet-stream"
+    )
     response["Content-Disposition"] = 'inline; filename="document"'
     return response
 

@@ -17,8 +17,10 @@ class RequestContext:
     user_agent: str = ""
 
 
+# RequestContext is a frozen dataclass, so sharing the default instance is safe.
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "audit_request_context", default=RequestContext()
+    "audit_request_context",
+    default=RequestContext(),  # noqa: B039
 )
 
 

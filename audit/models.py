@@ -24,7 +24,10 @@ class AuditAction(models.TextChoices):
 class AuditEvent(models.Model):
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     actor_role = models.CharField(max_length=32, blank=True)
@@ -33,7 +36,10 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     # The patient the data belongs to (a user id), so "who opened my record" is one query.
     patient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     request_id = models.CharField(max_length=64, blank=True)
@@ -47,4 +53,6 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["patient", "-occurred_at"])]
 
     def __str__(self) -> str:
-        return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.action} {self.object_type}:{self.object_id}"
+        return (
+            f"{self.occurred_at:%Y-%m-%d %H:%M} {self.action} {self.object_type}:{self.object_id}"
+        )

@@ -32,15 +32,19 @@ def main() -> None:
             [User(email=f"b{i}@bench.test", email_index=f"{i:064d}") for i in range(args.rows)]
         )
         values = {
-            "last_name": "Константинопольская", "first_name": "Евдокия", "middle_name": "Аркадьевна",
-            "phone": "+7 912 345-67-89", "address": "г. Москва, ул. Садовая-Кудринская, д. 25, кв. 14",
+            "last_name": "Константинопольская",
+            "first_name": "Евдокия",
+            "middle_name": "Аркадьевна",
+            "phone": "+7 912 345-67-89",
+            "address": "г. Москва, ул. Садовая-Кудринская, д. 25, кв. 14",
             "insurance_policy": "7700123456789012",
         }
 
         with connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TABLE bench_plain (id serial primary key, user_id bigint, last_name text, "
-                "first_name text, middle_name text, phone text, address text, insurance_policy text)"
+                "first_name text, middle_name text, phone text, address text, "
+                "insurance_policy text)"
             )
 
         def write_encrypted() -> float:
@@ -90,10 +94,14 @@ def main() -> None:
         "read_ratio": round(enc_read / plain_read, 2),
         "encrypted_read_us_per_field": round(enc_read / (args.rows * fields) * 1e6, 1),
     }
-    print(f"write: encrypted {result['encrypted_write_rows_per_s']} rows/s, "
-          f"plain {result['plain_write_rows_per_s']} rows/s, ratio {result['write_ratio']}")
-    print(f"read:  encrypted {result['encrypted_read_rows_per_s']} rows/s, "
-          f"plain {result['plain_read_rows_per_s']} rows/s, ratio {result['read_ratio']}")
+    print(
+        f"write: encrypted {result['encrypted_write_rows_per_s']} rows/s, "
+        f"plain {result['plain_write_rows_per_s']} rows/s, ratio {result['write_ratio']}"
+    )
+    print(
+        f"read:  encrypted {result['encrypted_read_rows_per_s']} rows/s, "
+        f"plain {result['plain_read_rows_per_s']} rows/s, ratio {result['read_ratio']}"
+    )
     print(json.dumps(result))
 
 

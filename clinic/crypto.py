@@ -48,9 +48,7 @@ _keyring_cache: dict[tuple, tuple[MultiFernet, Fernet]] = {}
 
 
 def _derive(secret: str, salt: str) -> bytes:
-    kdf = PBKDF2HMAC(
-        algorithm=hashes.SHA256(), length=32, salt=salt.encode(), iterations=100_000
-    )
+    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=32, salt=salt.encode(), iterations=100_000)
     return base64.urlsafe_b64encode(kdf.derive(secret.encode()))
 
 

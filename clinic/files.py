@@ -69,7 +69,8 @@ def validate_upload(upload: File, *, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
     """Return the content type recognised from the bytes; raise with a reason otherwise."""
     if upload.size is not None and upload.size > max_bytes:
         raise ValidationError(
-            _("The file is too large: the limit is %(mb)d MB.") % {"mb": max_bytes // (1024 * 1024)},
+            _("The file is too large: the limit is %(mb)d MB.")
+            % {"mb": max_bytes // (1024 * 1024)},
             code="too_large",
         )
     upload.seek(0)

@@ -13,7 +13,11 @@ urlpatterns = [
     # password reset and MFA. Its email-management page would bypass our encrypted email,
     # so it leads to the personal data page instead.
     path("accounts/signup/", account_views.signup, name="account_signup"),
-    path("accounts/email/", RedirectView.as_view(pattern_name="accounts:personal_data"), name="account_email"),
+    path(
+        "accounts/email/",
+        RedirectView.as_view(pattern_name="accounts:personal_data"),
+        name="account_email",
+    ),
     path("accounts/", include("allauth.urls")),
     path("portal/", include("accounts.urls")),
     path("admin/", admin.site.urls),

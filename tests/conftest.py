@@ -31,10 +31,14 @@ def _reference_data(request):
     """Data migrations' rows are wiped by transactional tests (live_server flushes the
     database after each test); put them back for every test that uses the database."""
     uses_db = request.node.get_closest_marker("django_db") or {
-        "db", "transactional_db", "live_server"
+        "db",
+        "transactional_db",
+        "live_server",
     } & set(request.fixturenames)
     if uses_db:
-        transactional = "transactional_db" in request.fixturenames or "live_server" in request.fixturenames
+        transactional = (
+            "transactional_db" in request.fixturenames or "live_server" in request.fixturenames
+        )
         request.getfixturevalue("transactional_db" if transactional else "db")
         from accounts.services import consent_texts_ensure_published, roles_sync_groups
 
@@ -79,7 +83,9 @@ def login_staff(client):
     """Sign a staff member in through the real login and TOTP steps."""
 
     def _login(user):
-        response = client.post("/accounts/login/", {"login": user.email, "password": factories.PASSWORD})
+        response = client.post(
+            "/accounts/login/", {"login": user.email, "password": factories.PASSWORD}
+        )
         assert response.status_code == 302 and response["Location"] == "/accounts/2fa/authenticate/"
         response = client.post("/accounts/2fa/authenticate/", {"code": totp_now(user)})
         assert response.status_code == 302, response.content[:500]

@@ -21,7 +21,9 @@ def valid_snils(n: int | None = None) -> str:
     return format_snils(first_nine + f"{snils_checksum(first_nine):02d}")
 
 
-def make_patient(*, email: str | None = None, verified_email: bool = True, **profile: object) -> User:
+def make_patient(
+    *, email: str | None = None, verified_email: bool = True, **profile: object
+) -> User:
     n = next(_seq)
     user = services.patient_register(
         email=email or f"patient{n}@example.org",
@@ -45,13 +47,15 @@ def make_patient(*, email: str | None = None, verified_email: bool = True, **pro
 
 def make_location(code: str = "main", time_zone: str = "Europe/Moscow") -> Location:
     location, _ = Location.objects.get_or_create(
-        code=code, defaults={"name": f"Clinic {code}", "address": "Street 1", "time_zone": time_zone}
+        code=code,
+        defaults={"name": f"Clinic {code}", "address": "Street 1", "time_zone": time_zone},
     )
     return location
 
 
-def make_staff(role: str = Role.DOCTOR, *, email: str | None = None, with_totp: bool = True,
-               **profile: object) -> User:
+def make_staff(
+    role: str = Role.DOCTOR, *, email: str | None = None, with_totp: bool = True, **profile: object
+) -> User:
     n = next(_seq)
     location = make_location()
     department, _ = Department.objects.get_or_create(
@@ -63,9 +67,15 @@ def make_staff(role: str = Role.DOCTOR, *, email: str | None = None, with_totp: 
             code="therapist", defaults={"name_ru": "Терапевт", "name_en": "General practitioner"}
         )
     user = services.staff_create(
-        by=None, email=email or f"{role}{n}@example.org", password=PASSWORD, role=role,
-        full_name=str(profile.pop("full_name", f"Doctor {n}")), department=department,
-        location=location, specialty=specialty, **profile,
+        by=None,
+        email=email or f"{role}{n}@example.org",
+        password=PASSWORD,
+        role=role,
+        full_name=str(profile.pop("full_name", f"Doctor {n}")),
+        department=department,
+        location=location,
+        specialty=specialty,
+        **profile,
     )
     if with_totp:
         user.totp_secret = generate_totp_secret()

@@ -10,7 +10,16 @@ from accounts.models import Role, User
 from audit.models import AuditAction, AuditEvent
 from tests import factories
 
-PROJECT_APPS = {"accounts", "audit", "scheduling", "records", "telemedicine", "payments", "notifications", "mis"}
+PROJECT_APPS = {
+    "accounts",
+    "audit",
+    "scheduling",
+    "records",
+    "telemedicine",
+    "payments",
+    "notifications",
+    "mis",
+}
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +40,9 @@ def test_admin_change_view_of_a_patient_is_audited_and_read_only(client, login_s
     response = client.get(url)
     assert response.status_code == 200
     assert "Ершова" in response.content.decode()
-    assert AuditEvent.objects.filter(actor=admin_user, action=AuditAction.VIEW, patient=patient).exists()
+    assert AuditEvent.objects.filter(
+        actor=admin_user, action=AuditAction.VIEW, patient=patient
+    ).exists()
     # A POST cannot change anything: the page is view-only.
     client.post(url, {"last_name": "Подменённая"})
     patient.patient_profile.refresh_from_db()
@@ -49,7 +60,9 @@ def test_role_change_in_admin_goes_through_the_service(client, login_staff, admi
     target.refresh_from_db()
     assert target.role == Role.RECEPTION
     assert list(target.groups.values_list("name", flat=True)) == [Role.RECEPTION]
-    assert AuditEvent.objects.filter(action=AuditAction.ROLE_CHANGE, object_id=str(target.pk)).exists()
+    assert AuditEvent.objects.filter(
+        action=AuditAction.ROLE_CHANGE, object_id=str(target.pk)
+    ).exists()
 
 
 def test_admin_cannot_raise_their_own_role_or_demote_themselves(admin_user):

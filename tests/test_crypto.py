@@ -43,13 +43,19 @@ def _make_full_patient() -> User:
     snils = factories.valid_snils()
     user = factories.make_patient(
         email="Zinaida.Prokhorova@example.org",
-        first_name=PLAINTEXTS["first_name"], last_name=PLAINTEXTS["last_name"],
+        first_name=PLAINTEXTS["first_name"],
+        last_name=PLAINTEXTS["last_name"],
         phone=PLAINTEXTS["phone"],
     )
     services.patient_profile_update(
-        by=user, profile=user.patient_profile, middle_name=PLAINTEXTS["middle_name"],
-        address=PLAINTEXTS["address"], insurance_policy=PLAINTEXTS["insurance_policy"],
-        passport=PLAINTEXTS["passport"], snils=snils, sex="female",
+        by=user,
+        profile=user.patient_profile,
+        middle_name=PLAINTEXTS["middle_name"],
+        address=PLAINTEXTS["address"],
+        insurance_policy=PLAINTEXTS["insurance_policy"],
+        passport=PLAINTEXTS["passport"],
+        snils=snils,
+        sex="female",
     )
     user.snils_plain = snils
     return user
@@ -58,7 +64,14 @@ def _make_full_patient() -> User:
 def test_raw_sql_shows_only_ciphertext_in_personal_columns():
     user = _make_full_patient()
     dumped = repr(_raw_rows("accounts_patientprofile")) + repr(_raw_rows("accounts_user"))
-    for value in [*PLAINTEXTS.values(), user.snils_plain, "zinaida", "Zinaida", "1950-03-14", "female"]:
+    for value in [
+        *PLAINTEXTS.values(),
+        user.snils_plain,
+        "zinaida",
+        "Zinaida",
+        "1950-03-14",
+        "female",
+    ]:
         assert value not in dumped, f"plaintext {value!r} found in a raw column"
     # Every encrypted column of every model holds Fernet tokens or nothing.
     for model, fields, _indexes in encrypted_models():
@@ -66,10 +79,12 @@ def test_raw_sql_shows_only_ciphertext_in_personal_columns():
             with connection.cursor() as cursor:
                 cursor.execute(
                     f'SELECT "{field.column}" FROM "{model._meta.db_table}" '  # noqa: S608
-                    f"WHERE \"{field.column}\" IS NOT NULL AND \"{field.column}\" <> ''"
+                    f'WHERE "{field.column}" IS NOT NULL AND "{field.column}" <> \'\''
                 )
                 for (value,) in cursor.fetchall():
-                    assert value.startswith("gAAAAA"), f"{model.__name__}.{field.name} not encrypted"
+                    assert value.startswith("gAAAAA"), (
+                        f"{model.__name__}.{field.name} not encrypted"
+                    )
 
 
 def test_values_round_trip_through_the_orm():
@@ -91,16 +106,17 @@ def test_same_value_encrypts_differently_each_time():
 
 def test_wrong_key_raises_instead_of_showing_ciphertext():
     user = _make_full_patient()
-    with override_settings(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[]):
-        with pytest.raises(UndecryptableValue):
-            PatientProfile.objects.get(pk=user.patient_profile.pk)
+    with (
+        override_settings(SECRET_KEY=NEW_KEY, SECRET_KEY_FALLBACKS=[]),
+        pytest.raises(UndecryptableValue),
+    ):
+        PatientProfile.objects.get(pk=user.patient_profile.pk)
 
 
 def test_missing_key_fails_loudly():
     user = _make_full_patient()
-    with override_settings(SALT_KEY=[""]):
-        with pytest.raises(ImproperlyConfigured):
-            PatientProfile.objects.get(pk=user.patient_profile.pk)
+    with override_settings(SALT_KEY=[""]), pytest.raises(ImproperlyConfigured):
+        PatientProfile.objects.get(pk=user.patient_profile.pk)
 
 
 def test_tampered_ciphertext_raises():
@@ -125,7 +141,9 @@ def test_key_rotation_with_fallback_and_reencrypt():
         call_command("reencrypt", "--batch-size", "1", stdout=out)
         assert "accounts.PatientProfile:" in out.getvalue()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT first_name, snils FROM accounts_patientprofile WHERE id = %s", [profile_id])
+            cursor.execute(
+                "SELECT first_name, snils FROM accounts_patientprofile WHERE id = %s", [profile_id]
+            )
             assert all(is_current(token) for token in cursor.fetchone())
         # Resumable and idempotent: a second run finds nothing left to do.
         again = io.StringIO()
@@ -162,7 +180,9 @@ def test_blind_index_is_keyed_and_per_column():
     b = blind_index("4510123456", purpose="accounts.patientprofile.snils", normaliser="digits")
     assert a != b
     with override_settings(BLIND_INDEX_KEY="another-key-" * 4):
-        c = blind_index("4510123456", purpose="accounts.patientprofile.passport", normaliser="digits")
+        c = blind_index(
+            "4510123456", purpose="accounts.patientprofile.passport", normaliser="digits"
+        )
     assert a != c
 
 
@@ -177,7 +197,9 @@ def test_blind_index_enforces_uniqueness_of_documents():
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError) as excinfo:
-        services.patient_profile_update(by=second, profile=second.patient_profile, snils=first.snils_plain)
+        services.patient_profile_update(
+            by=second, profile=second.patient_profile, snils=first.snils_plain
+        )
     assert "snils" in excinfo.value.error_dict
     second.patient_profile.refresh_from_db()
     assert second.patient_profile.snils == ""
@@ -185,8 +207,12 @@ def test_blind_index_enforces_uniqueness_of_documents():
 
 def test_encrypted_note_on_verification_is_ciphertext(reception):
     user = _make_full_patient()
-    services.identity_verify(by=reception, profile=user.patient_profile, method="in_person",
-                             note="checked original passport")
+    services.identity_verify(
+        by=reception,
+        profile=user.patient_profile,
+        method="in_person",
+        note="checked original passport",
+    )
     assert "checked original" not in repr(_raw_rows("accounts_identityverification"))
     assert IdentityVerification.objects.get().note == "checked original passport"
 
@@ -196,7 +222,8 @@ def test_uploaded_scan_is_encrypted_on_disk(tmp_path, settings):
     user = factories.make_patient()
     pdf = b"%PDF-1.4\n% passport scan of Zinaida\n%%EOF\n"
     services.identity_scan_upload(
-        by=user, profile=user.patient_profile,
+        by=user,
+        profile=user.patient_profile,
         upload=SimpleUploadedFile("my-passport.pdf", pdf, content_type="application/pdf"),
     )
     profile = PatientProfile.objects.get(pk=user.patient_profile.pk)

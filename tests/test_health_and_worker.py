@@ -33,10 +33,29 @@ def worker(private_queue):
     env = {**os.environ, "DJANGO_ENV": "test"}
     hostname = f"{private_queue}@%h"
     process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "celery", "-A", "clinic", "worker", "--pool", "solo",
-         "--queues", private_queue, "--hostname", hostname, "--without-gossip",
-         "--without-mingle", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "clinic",
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            private_queue,
+            "--hostname",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         yield process
@@ -73,7 +92,11 @@ def test_healthz_is_503_without_a_worker(client, monkeypatch):
     monkeypatch.setattr(celery_app.control, "ping", lambda timeout: [])
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert json.loads(response.content)["checks"] == {"database": "up", "broker": "up", "worker": "down"}
+    assert json.loads(response.content)["checks"] == {
+        "database": "up",
+        "broker": "up",
+        "worker": "down",
+    }
 
 
 @pytest.mark.django_db

@@ -6,6 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _production_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "SALT_KEY", "BLIND_INDEX_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {"DEBUG", "SECRET_KEY", "SALT_KEY", "BLIND_INDEX_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    }
     env.update(
         DJANGO_ENV="production",
         SECRET_KEY=secrets.token_urlsafe(50),
@@ -28,7 +34,12 @@ def _production_env(**overrides: str) -> dict[str, str]:
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -69,12 +80,21 @@ def test_seed_demo_refuses_production():
 def test_production_cookies_and_headers_settings():
     code = (
         "from django.conf import settings as s;"
-        "print(s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE,"
+        "print(s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME, s.SESSION_COOKIE_SECURE,"
+        " s.CSRF_COOKIE_SECURE,"
         " s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT, s.X_FRAME_OPTIONS)"
     )
     result = _manage("shell", "-c", code, env=_production_env())
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].split() == ["__Host-sessionid", "__Host-csrftoken", "True", "True", "63072000", "True", "DENY"]
+    assert result.stdout.strip().splitlines()[-1].split() == [
+        "__Host-sessionid",
+        "__Host-csrftoken",
+        "True",
+        "True",
+        "63072000",
+        "True",
+        "DENY",
+    ]
 
 
 @pytest.mark.django_db
@@ -91,7 +111,7 @@ def test_pages_send_strict_csp_and_security_headers(client):
     # No inline code: every script either loads a same-origin file or is inert JSON data.
     import re
 
-    for tag, body in re.findall(r"(<script[^>]*>)(.*?)</script>", response.content.decode(), re.S):
+    for tag, _body in re.findall(r"(<script[^>]*>)(.*?)</script>", response.content.decode(), re.S):
         if 'src="' in tag:
             assert 'src="/static/' in tag, tag
         else:
@@ -135,8 +155,14 @@ def test_language_choice_is_remembered_on_the_user(client, patient):
 
 
 PATIENT_PAGES = [
-    "/", "/portal/me/details/", "/portal/me/identity/", "/portal/me/consents/", "/accounts/2fa/",
-    "/accounts/password/change/", "/accounts/2fa/webauthn/add/?passwordless", "/accounts/2fa/totp/activate/",
+    "/",
+    "/portal/me/details/",
+    "/portal/me/identity/",
+    "/portal/me/consents/",
+    "/accounts/2fa/",
+    "/accounts/password/change/",
+    "/accounts/2fa/webauthn/add/?passwordless",
+    "/accounts/2fa/totp/activate/",
 ]
 
 
@@ -154,3 +180,18 @@ def test_patient_pages_have_no_inline_code_or_styles(client, patient, path):
     assert not re.search(r"\sstyle=\"", html), path
     assert not re.search(r"\son[a-z]+=\"", html), path
     assert "<style" not in html, path
+
+
+@pytest.mark.django_db
+def test_times_are_shown_in_the_clinic_time_zone(client, patient):
+    from datetime import datetime
+
+    from accounts.models import ConsentRecord
+
+    ConsentRecord.objects.filter(patient=patient.patient_profile).update(
+        decided_at=datetime(2026, 3, 1, 5, 53, tzinfo=UTC)
+    )
+    client.force_login(patient)
+    html = client.get("/portal/me/consents/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "8:53" in html  # 05:53 UTC is 08:53 in Moscow
+    assert "5:53" not in html

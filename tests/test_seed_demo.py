@@ -16,11 +16,19 @@ pytestmark = pytest.mark.django_db
 def test_seed_demo_is_complete_and_idempotent(client):
     call_command("seed_demo", stdout=io.StringIO())
     counts = {role: User.objects.filter(role=role).count() for role in Role}
-    assert counts == {Role.PATIENT: 40, Role.DOCTOR: 12, Role.NURSE: 1, Role.RECEPTION: 1, Role.ADMIN: 1}
+    assert counts == {
+        Role.PATIENT: 40,
+        Role.DOCTOR: 12,
+        Role.NURSE: 1,
+        Role.RECEPTION: 1,
+        Role.ADMIN: 1,
+    }
     assert Specialty.objects.count() == 6
     zones = set(Location.objects.values_list("time_zone", flat=True))
     assert len(zones) == 2
-    assert StaffProfile.objects.filter(user__role=Role.DOCTOR, specialty__isnull=False).count() == 12
+    assert (
+        StaffProfile.objects.filter(user__role=Role.DOCTOR, specialty__isnull=False).count() == 12
+    )
     # Every staff account can pass the MFA gate.
     staff = User.objects.exclude(role=Role.PATIENT)
     assert Authenticator.objects.filter(user__in=staff, type="totp").count() == staff.count()
@@ -32,7 +40,9 @@ def test_seed_demo_is_complete_and_idempotent(client):
     # The printed demo password opens a demo patient account.
     from django.conf import settings
 
-    response = client.post("/accounts/login/", {"login": "patient01@clinic.test", "password": settings.DEMO_PASSWORD})
+    response = client.post(
+        "/accounts/login/", {"login": "patient01@clinic.test", "password": settings.DEMO_PASSWORD}
+    )
     assert response.status_code == 302 and response["Location"] == "/"
 
 
@@ -40,7 +50,9 @@ def test_demo_totp_prints_a_code_that_signs_in(client):
     call_command("seed_demo", stdout=io.StringIO())
     from django.conf import settings
 
-    client.post("/accounts/login/", {"login": "doctor01@clinic.test", "password": settings.DEMO_PASSWORD})
+    client.post(
+        "/accounts/login/", {"login": "doctor01@clinic.test", "password": settings.DEMO_PASSWORD}
+    )
     out = io.StringIO()
     call_command("demo_totp", "doctor01@clinic.test", stdout=out)
     code = out.getvalue().splitlines()[0].strip()

@@ -50,7 +50,12 @@ def test_signup_creates_patient_with_consent_and_sends_a_verification_link(clien
     user = User.objects.get(email=SIGNUP["email"])
     assert user.role == "patient" and not user.email_verified
     assert user.patient_profile.last_name == "Сидорова"
-    assert ConsentRecord.objects.filter(patient=user.patient_profile, kind=ConsentKind.HEALTH_DATA).count() == 1
+    assert (
+        ConsentRecord.objects.filter(
+            patient=user.patient_profile, kind=ConsentKind.HEALTH_DATA
+        ).count()
+        == 1
+    )
     # The message carries a link and nothing personal beyond the address it goes to.
     assert "Сидорова" not in mail.outbox[0].body
     assert mail.outbox[0].to == [SIGNUP["email"]]
@@ -93,7 +98,7 @@ def test_verification_link_works_once_and_get_changes_nothing(client):
     user.refresh_from_db()
     verified_at = user.email_verified_at
     assert verified_at is not None
-    reused = client.post(link)
+    reused = client.post(link, HTTP_ACCEPT_LANGUAGE="en")
     assert reused.status_code == 400
     assert "already been used" in reused.content.decode()
     user.refresh_from_db()
@@ -113,14 +118,16 @@ def test_expired_verification_link_is_refused(client):
     _signup(client)
     link = _link_from_mail()
     with override_settings(EMAIL_VERIFICATION_MAX_AGE=-1):
-        response = client.post(link)
+        response = client.post(link, HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 400 and "expired" in response.content.decode()
 
 
 def test_unverified_patient_cannot_sign_in_and_gets_a_new_link(client):
     _signup(client)
     mail.outbox.clear()
-    response = client.post("/accounts/login/", {"login": SIGNUP["email"], "password": SIGNUP["password1"]})
+    response = client.post(
+        "/accounts/login/", {"login": SIGNUP["email"], "password": SIGNUP["password1"]}
+    )
     assert response.status_code == 302 and response["Location"] == "/portal/verification-sent/"
     assert "_auth_user_id" not in client.session
     assert len(mail.outbox) == 1
@@ -129,23 +136,31 @@ def test_unverified_patient_cannot_sign_in_and_gets_a_new_link(client):
 def test_patient_login_cycles_session_key_and_records_it(client, patient):
     client.get("/accounts/login/")
     before = client.session.session_key
-    response = client.post("/accounts/login/", {"login": patient.email, "password": factories.PASSWORD})
+    response = client.post(
+        "/accounts/login/", {"login": patient.email, "password": factories.PASSWORD}
+    )
     assert response.status_code == 302
     assert client.session.session_key != before
     assert int(client.session["_auth_user_id"]) == patient.pk
     assert AuditEvent.objects.filter(actor=patient, action=AuditAction.LOGIN).exists()
 
 
-def test_lockout_after_ten_failures_per_account_and_ip_then_cooloff_expires(client, patient, other_patient):
+def test_lockout_after_ten_failures_per_account_and_ip_then_cooloff_expires(
+    client, patient, other_patient
+):
     for _ in range(10):
         client.post("/accounts/login/", {"login": patient.email, "password": "wrong-password-123"})
-    locked = client.post("/accounts/login/", {"login": patient.email, "password": factories.PASSWORD})
+    locked = client.post(
+        "/accounts/login/", {"login": patient.email, "password": factories.PASSWORD}
+    )
     assert locked.status_code == 429
     assert "_auth_user_id" not in client.session
     assert AuditEvent.objects.filter(action=AuditAction.LOGIN_FAILED).count() >= 10
     # Another account from the same address is not locked out with it.
     other = Client()
-    ok = other.post("/accounts/login/", {"login": other_patient.email, "password": factories.PASSWORD})
+    ok = other.post(
+        "/accounts/login/", {"login": other_patient.email, "password": factories.PASSWORD}
+    )
     assert ok.status_code == 302
     # The case of the address does not give a fresh set of attempts.
     locked_again = Client().post(
@@ -154,24 +169,29 @@ def test_lockout_after_ten_failures_per_account_and_ip_then_cooloff_expires(clie
     assert locked_again.status_code == 429
     # The cool-off ends: attempts older than the window no longer count.
     from axes.models import AccessAttempt
-
     from django.utils import timezone
 
     AccessAttempt.objects.update(attempt_time=timezone.now() - timezone.timedelta(minutes=16))
     from tests.conftest import _clear_test_cache
 
     _clear_test_cache()
-    after = Client().post("/accounts/login/", {"login": patient.email, "password": factories.PASSWORD})
+    after = Client().post(
+        "/accounts/login/", {"login": patient.email, "password": factories.PASSWORD}
+    )
     assert after.status_code == 302
 
 
 def _logged_in(client: Client, user: User) -> Client:
-    response = client.post("/accounts/login/", {"login": user.email, "password": factories.PASSWORD})
+    response = client.post(
+        "/accounts/login/", {"login": user.email, "password": factories.PASSWORD}
+    )
     assert response.status_code == 302
     return client
 
 
-def _age_session(client: Client, *, started: float | None = None, last_seen: float | None = None) -> None:
+def _age_session(
+    client: Client, *, started: float | None = None, last_seen: float | None = None
+) -> None:
     session = client.session
     if started is not None:
         session[SESSION_STARTED] = started
@@ -208,7 +228,11 @@ def test_password_change_ends_every_session(client, patient):
     _logged_in(client, patient)
     response = client.post(
         "/accounts/password/change/",
-        {"oldpassword": factories.PASSWORD, "password1": "Another-Long-Phrase-42", "password2": "Another-Long-Phrase-42"},
+        {
+            "oldpassword": factories.PASSWORD,
+            "password1": "Another-Long-Phrase-42",
+            "password2": "Another-Long-Phrase-42",
+        },
     )
     assert response.status_code == 302
     assert other_device.get("/").status_code == 302
@@ -242,7 +266,9 @@ def test_staff_without_totp_is_sent_to_enrol_before_any_staff_page_or_admin(
 
 
 def test_staff_login_requires_totp_code(client, doctor):
-    response = client.post("/accounts/login/", {"login": doctor.email, "password": factories.PASSWORD})
+    response = client.post(
+        "/accounts/login/", {"login": doctor.email, "password": factories.PASSWORD}
+    )
     assert response["Location"] == "/accounts/2fa/authenticate/"
     assert "_auth_user_id" not in client.session
     wrong = client.post("/accounts/2fa/authenticate/", {"code": "000000"})

@@ -11,7 +11,9 @@ from accounts.validators import (
 )
 
 
-@pytest.mark.parametrize("snils", ["112-233-445 95", "11223344595", "001-001-998 00", "001-001-999 65"])
+@pytest.mark.parametrize(
+    "snils", ["112-233-445 95", "11223344595", "001-001-998 00", "001-001-999 65"]
+)
 def test_valid_snils_is_accepted(snils):
     validate_snils(snils)
 

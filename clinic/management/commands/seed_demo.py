@@ -42,10 +42,18 @@ SPECIALTIES = [
     ("endocrinologist", "Эндокринолог", "Endocrinologist"),
 ]
 DOCTOR_NAMES = [
-    "Иванова Мария Сергеевна", "Петров Алексей Николаевич", "Смирнова Ольга Викторовна",
-    "Кузнецов Дмитрий Андреевич", "Попова Елена Игоревна", "Васильев Сергей Павлович",
-    "Соколова Анна Дмитриевна", "Михайлов Игорь Олегович", "Новикова Татьяна Юрьевна",
-    "Фёдоров Андрей Викторович", "Морозова Наталья Алексеевна", "Волков Павел Сергеевич",
+    "Иванова Мария Сергеевна",
+    "Петров Алексей Николаевич",
+    "Смирнова Ольга Викторовна",
+    "Кузнецов Дмитрий Андреевич",
+    "Попова Елена Игоревна",
+    "Васильев Сергей Павлович",
+    "Соколова Анна Дмитриевна",
+    "Михайлов Игорь Олегович",
+    "Новикова Татьяна Юрьевна",
+    "Фёдоров Андрей Викторович",
+    "Морозова Наталья Алексеевна",
+    "Волков Павел Сергеевич",
 ]
 FIRST_NAMES_F = ["Анна", "Мария", "Елена", "Ольга", "Наталья", "Ирина", "Светлана", "Татьяна"]
 FIRST_NAMES_M = ["Иван", "Алексей", "Сергей", "Дмитрий", "Андрей", "Михаил", "Николай", "Павел"]
@@ -67,18 +75,26 @@ def demo_snils(n: int) -> str:
 
 def demo_accounts() -> list[tuple[str, str, str]]:
     """(role, email, what to know) for every demo sign-in."""
-    rows = [("admin", f"admin@{DOMAIN}", "TOTP"), ("reception", f"reception@{DOMAIN}", "TOTP"),
-            ("nurse", f"nurse@{DOMAIN}", "TOTP")]
+    rows = [
+        ("admin", f"admin@{DOMAIN}", "TOTP"),
+        ("reception", f"reception@{DOMAIN}", "TOTP"),
+        ("nurse", f"nurse@{DOMAIN}", "TOTP"),
+    ]
     rows += [("doctor", f"doctor{i:02d}@{DOMAIN}", "TOTP") for i in range(1, 13)]
     rows += [("patient", f"patient{i:02d}@{DOMAIN}", "") for i in range(1, 41)]
     return rows
 
 
 class Command(BaseCommand):
-    help = "Load demo data: 2 locations, 6 specialties, 12 doctors, nurse, reception, admin, 40 patients."
+    help = (
+        "Load demo data: 2 locations, 6 specialties, 12 doctors, a nurse, reception, "
+        "an admin and 40 patients."
+    )
 
     def add_arguments(self, parser):  # noqa: ANN001, ANN201
-        parser.add_argument("--print-accounts", action="store_true", help="Only print the demo sign-ins.")
+        parser.add_argument(
+            "--print-accounts", action="store_true", help="Only print the demo sign-ins."
+        )
 
     def handle(self, *args, print_accounts: bool = False, **options):  # noqa: ANN001, ANN201
         if settings.PRODUCTION:
@@ -107,7 +123,9 @@ class Command(BaseCommand):
             locations.append(loc)
         specialties = []
         for code, ru, en in SPECIALTIES:
-            spec, _ = Specialty.objects.get_or_create(code=code, defaults={"name_ru": ru, "name_en": en})
+            spec, _ = Specialty.objects.get_or_create(
+                code=code, defaults={"name_ru": ru, "name_en": en}
+            )
             specialties.append(spec)
         departments = []
         for loc in locations:
@@ -133,8 +151,13 @@ class Command(BaseCommand):
             if User.objects.filter(email=email).exists():
                 continue
             user = services.staff_create(
-                by=None, email=email, password=None, role=role,
-                full_name=full_name, specialty=specialty, department=departments[loc_index],
+                by=None,
+                email=email,
+                password=None,
+                role=role,
+                full_name=full_name,
+                specialty=specialty,
+                department=departments[loc_index],
                 location=locations[loc_index],
                 title="Врач" if role == Role.DOCTOR else "",
                 languages="русский, English" if loc_index == 0 else "русский",
@@ -157,12 +180,17 @@ class Command(BaseCommand):
             last = rng.choice(LAST_NAMES) + ("а" if female else "")
             middle = rng.choice(MIDDLE_F if female else MIDDLE_M)
             user = services.patient_register(
-                email=email, password=None, first_name=first, last_name=last,
+                email=email,
+                password=None,
+                first_name=first,
+                last_name=last,
                 middle_name=middle,
                 birth_date=date(1940 + rng.randint(0, 65), rng.randint(1, 12), rng.randint(1, 28)),
-                phone=f"+7 9{rng.randint(10, 99)} {rng.randint(100, 999)}-{rng.randint(10, 99)}-{rng.randint(10, 99)}",
+                phone=f"+7 9{rng.randint(10, 99)} {rng.randint(100, 999)}-"
+                f"{rng.randint(10, 99)}-{rng.randint(10, 99)}",
                 language="en" if i % 5 == 0 else "ru",
-                accept_health_data_consent=True, send_verification=False,
+                accept_health_data_consent=True,
+                send_verification=False,
             )
             user.password = demo_hash
             user.email_verified_at = user.date_joined
@@ -170,13 +198,18 @@ class Command(BaseCommand):
             profile: PatientProfile = user.patient_profile
             if i <= 30:
                 profile = services.patient_profile_update(
-                    by=user, profile=profile, sex="female" if female else "male",
+                    by=user,
+                    profile=profile,
+                    sex="female" if female else "male",
                     address=f"г. Москва, ул. Садовая, д. {i}",
-                    snils=demo_snils(i), passport=f"45{i:02d} {100000 + i * 37:06d}",
+                    snils=demo_snils(i),
+                    passport=f"45{i:02d} {100000 + i * 37:06d}",
                     insurance_policy=f"{7700000000000000 + i}",
                 )
             if i <= 20:
-                services.identity_verify(by=reception, profile=profile, method=VerificationMethod.IN_PERSON)
+                services.identity_verify(
+                    by=reception, profile=profile, method=VerificationMethod.IN_PERSON
+                )
                 services.consent_give(by=user, profile=profile, kind=ConsentKind.TELEMEDICINE)
             created += 1
         # Keep Authenticator import used: staff without TOTP would be stuck at the MFA gate.
