@@ -20,9 +20,9 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def pre_login(self, request: HttpRequest, user: Any, **kwargs: Any) -> HttpResponse | None:
         if not user.email_verified:
-            from accounts.services import email_verification_send
+            from accounts.tasks import send_email_verification
 
-            email_verification_send(user=user)
+            send_email_verification.delay_on_commit(user.pk)
             return redirect("accounts:verification_sent")
         return super().pre_login(request, user, **kwargs)
 

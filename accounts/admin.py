@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import (
+    BreakGlassAccess,
     ConsentRecord,
     ConsentText,
     Department,
@@ -23,6 +24,7 @@ from accounts.models import (
 )
 from audit.models import AuditAction
 from audit.services import audit_record
+from clinic.admin_audit import AuditedAdminMixin
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -38,28 +40,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class AuditedViewMixin:
-    """Opening a change page of personal data is an access like any other."""
-
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
-        response = super().change_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
-        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
-        if obj is not None and getattr(response, "status_code", 200) == 200:
-            audit_record(
-                actor=request.user,
-                action=AuditAction.VIEW,
-                obj=obj,
-                patient=self.patient_of(obj),
-                detail={"via": "admin"},
-            )
-        return response
-
-    def patient_of(self, obj: Any) -> Any:
-        return None
-
-
 @admin.register(User)
-class UserAdmin(AuditedViewMixin, admin.ModelAdmin):
+class UserAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("id", "role", "is_active", "is_staff", "email_verified_at", "date_joined")
     list_filter = ("role", "is_active", "is_staff")
     fields = (
@@ -114,7 +96,7 @@ class UserAdmin(AuditedViewMixin, admin.ModelAdmin):
 
 
 @admin.register(PatientProfile)
-class PatientProfileAdmin(AuditedViewMixin, ReadOnlyAdmin):
+class PatientProfileAdmin(AuditedAdminMixin, ReadOnlyAdmin):
     list_display = ("id", "user", "created_at")
     # Encrypted fields cannot be searched or sorted; staff use the blind-index search page.
     readonly_fields = (
@@ -149,7 +131,10 @@ class StaffProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(IdentityVerification)
-class IdentityVerificationAdmin(ReadOnlyAdmin):
+class IdentityVerificationAdmin(AuditedAdminMixin, ReadOnlyAdmin):
+    def patient_of(self, obj: IdentityVerification) -> Any:
+        return obj.patient.user
+
     list_display = ("patient", "method", "verified_by", "verified_at", "revoked_at")
     list_filter = ("method",)
     exclude = ("note",)
@@ -185,7 +170,10 @@ class ConsentTextAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(ReadOnlyAdmin):
+class ConsentRecordAdmin(AuditedAdminMixin, ReadOnlyAdmin):
+    def patient_of(self, obj: ConsentRecord) -> Any:
+        return obj.patient.user
+
     list_display = ("patient", "kind", "decision", "decided_at")
     list_filter = ("kind", "decision")
 
@@ -204,3 +192,12 @@ class DepartmentAdmin(admin.ModelAdmin):
 @admin.register(Specialty)
 class SpecialtyAdmin(admin.ModelAdmin):
     list_display = ("code", "name_en", "name_ru")
+
+
+@admin.register(BreakGlassAccess)
+class BreakGlassAccessAdmin(AuditedAdminMixin, ReadOnlyAdmin):
+    list_display = ("opened_at", "doctor", "patient", "expires_at")
+    date_hierarchy = "opened_at"
+
+    def patient_of(self, obj: BreakGlassAccess) -> Any:
+        return obj.patient.user

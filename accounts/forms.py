@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Language, PatientProfile, VerificationMethod
+from accounts.models import Department, Language, PatientProfile, VerificationMethod
 from accounts.validators import validate_passport, validate_phone, validate_snils
 
 
@@ -137,3 +137,25 @@ class VerifyIdentityForm(forms.Form):
 
 class PatientSearchForm(forms.Form):
     query = forms.CharField(label=_("SNILS, passport or email"), max_length=254)
+
+
+class BreakGlassForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Why do you need this record now?"),
+        help_text=_(
+            "For example: the patient is unconscious in the emergency room. The patient and "
+            "the administrators will see this reason."
+        ),
+        min_length=15,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+
+class DepartmentAssignForm(forms.Form):
+    department = forms.ModelChoiceField(
+        label=_("Care department"),
+        queryset=Department.objects.select_related("location"),
+        required=False,
+        help_text=_("Doctors and nurses of this department can open the patient's record."),
+    )

@@ -213,6 +213,16 @@ class PatientProfile(models.Model):
     )
     passport_index = BlindIndexField(source="passport", normaliser="digits", unique=True)
     insurance_policy = EncryptedCharField(_("insurance policy (OMS)"), max_length=32, blank=True)
+    # The department whose clinicians care for this patient (nurses and doctors there see
+    # the record); set by reception or admin through `patient_department_assign`.
+    department = models.ForeignKey(
+        "Department",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="patients",
+        verbose_name=_("department"),
+    )
     identity_scan = models.FileField(
         _("identity document scan"),
         upload_to=identity_scan_path,
@@ -225,6 +235,11 @@ class PatientProfile(models.Model):
     class Meta:
         verbose_name = _("patient profile")
         verbose_name_plural = _("patient profiles")
+        permissions = [
+            # Granted per patient (django-guardian) to a doctor who has or had an
+            # appointment with them; see accounts.services.care_access_grant.
+            ("view_patient_record", "Can open this patient's medical record"),
+        ]
 
     def __str__(self) -> str:
         return f"{_('Patient')} #{self.user_id}"
@@ -412,3 +427,31 @@ class ConsentRecord(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         self.kind = self.text.kind
         super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+# --- Break-glass -------------------------------------------------------------------------
+
+
+class BreakGlassAccess(models.Model):
+    """A doctor opened a record without a care relationship, giving a reason.
+
+    Time-limited; the audit trail holds the flagged event that admins review and the
+    patient sees.
+    """
+
+    DURATION_HOURS = 4
+
+    doctor = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(PatientProfile, on_delete=models.PROTECT, related_name="+")
+    reason = EncryptedTextField(_("reason"))
+    opened_at = models.DateTimeField(_("opened"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+
+    class Meta:
+        ordering = ["-opened_at"]
+        indexes = [models.Index(fields=["doctor", "patient", "-expires_at"])]
+        verbose_name = _("break-glass access")
+        verbose_name_plural = _("break-glass accesses")
+
+    def __str__(self) -> str:
+        return f"{_('Break-glass')} {self.opened_at:%Y-%m-%d %H:%M}"

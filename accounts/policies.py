@@ -1,14 +1,27 @@
 """Who may do what: the only place that decides access (DESIGN.md "Inside an app").
 
-Pure functions of the acting user and the object. The security-core issue extends
-them with object grants (django-guardian) for doctors and departments.
+Pure functions of the acting user and the object; they read grants but never write.
+
+- A patient sees only their own data, and only what is released to them; internal
+  notes never.
+- A doctor sees a patient who has or had an appointment with them (a per-patient
+  django-guardian permission, granted by `care_access_grant` when appointments are made)
+  or who belongs to their department; any other patient only through break-glass.
+- A nurse sees the patients of their department.
+- Reception sees demographics and scheduling, never results or notes.
+- An administrator manages accounts and reviews the audit trail; no clinical data.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from accounts.models import STAFF_ROLES, PatientProfile, Role, User
+from django.utils import timezone
+
+from accounts.models import STAFF_ROLES, BreakGlassAccess, PatientProfile, Role, User
+
+RECORD_PERMISSION = "accounts.view_patient_record"
+RECORD_PERMISSION_CODENAME = "view_patient_record"
 
 
 def _active(user: Any) -> bool:
@@ -24,19 +37,107 @@ def staff_requires_mfa(user: Any) -> bool:
     return is_staff_member(user) or (_active(user) and (user.is_staff or user.is_superuser))
 
 
-def can_edit_own_profile(user: Any, profile: PatientProfile) -> bool:
+def _is_own(user: Any, profile: PatientProfile) -> bool:
     return _active(user) and user.role == Role.PATIENT and profile.user_id == user.pk
 
 
+def _department_id(user: Any) -> int | None:
+    profile = getattr(user, "staff_profile", None)
+    return profile.department_id if profile is not None else None
+
+
+def has_care_relationship(user: Any, profile: PatientProfile) -> bool:
+    """A clinician's standing reason to see this patient (not break-glass)."""
+    if not _active(user) or user.role not in {Role.DOCTOR, Role.NURSE}:
+        return False
+    department = _department_id(user)
+    if department is not None and profile.department_id == department:
+        return True
+    return user.role == Role.DOCTOR and user.has_perm(RECORD_PERMISSION, profile)
+
+
+def has_active_break_glass(user: Any, profile: PatientProfile) -> bool:
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and BreakGlassAccess.objects.filter(
+            doctor=user, patient=profile, expires_at__gt=timezone.now()
+        ).exists()
+    )
+
+
+# --- Patient record (medical) --------------------------------------------------------
+
+
+def can_view_patient_record(user: Any, profile: PatientProfile) -> bool:
+    """Medical data: history, results, documents, notes visible to the viewer's role."""
+    if _is_own(user, profile):
+        return True
+    return has_care_relationship(user, profile) or has_active_break_glass(user, profile)
+
+
+def can_break_glass(user: Any, profile: PatientProfile) -> bool:
+    """Only doctors, for a patient they have no other access to, never their own record."""
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and profile.user_id != user.pk
+        and not has_care_relationship(user, profile)
+    )
+
+
+def can_open_record_as_staff(user: Any, profile: PatientProfile) -> bool:
+    return _active(user) and user.role != Role.PATIENT and can_view_patient_record(user, profile)
+
+
+def can_ask_break_glass(user: Any, profile: PatientProfile) -> bool:
+    """The emergency form: for doctors; one already in charge is sent to the record."""
+    return can_break_glass(user, profile) or (
+        _active(user) and user.role == Role.DOCTOR and can_view_patient_record(user, profile)
+    )
+
+
+def can_view_clinical_item(
+    user: Any, profile: PatientProfile, *, released_to_patient: bool, internal: bool
+) -> bool:
+    """One result, note or document of a patient's record.
+
+    Patients see their own released, non-internal items; clinicians with access to the
+    record see everything in it; reception and administrators see none of it.
+    """
+    if _is_own(user, profile):
+        return released_to_patient and not internal
+    return can_view_patient_record(user, profile) and user.role in {Role.DOCTOR, Role.NURSE}
+
+
+# --- Demographics and identity ----------------------------------------------------------
+
+
 def can_view_patient_demographics(user: Any, profile: PatientProfile) -> bool:
+    if _is_own(user, profile):
+        return True
     if not _active(user):
         return False
-    if user.role == Role.PATIENT:
-        return profile.user_id == user.pk
-    return user.role in {Role.RECEPTION, Role.ADMIN, Role.DOCTOR, Role.NURSE}
+    if user.role in {Role.RECEPTION, Role.ADMIN}:
+        return True
+    return can_view_patient_record(user, profile)
+
+
+def can_edit_own_profile(user: Any, profile: PatientProfile) -> bool:
+    return _is_own(user, profile)
+
+
+def can_edit_patient_profile(user: Any, profile: PatientProfile) -> bool:
+    return _is_own(user, profile) or (_active(user) and user.role in {Role.RECEPTION, Role.ADMIN})
 
 
 def can_search_patients(user: Any) -> bool:
+    """Exact lookup by document or email. Doctors may look up a patient to open the
+    record in an emergency; what they see of the result depends on their access."""
+    return _active(user) and user.role in {Role.RECEPTION, Role.ADMIN, Role.DOCTOR}
+
+
+def can_list_identity_checks(user: Any) -> bool:
     return _active(user) and user.role in {Role.RECEPTION, Role.ADMIN}
 
 
@@ -47,10 +148,35 @@ def can_verify_identity(user: Any, profile: PatientProfile) -> bool:
     )
 
 
+def can_assign_department(user: Any, profile: PatientProfile) -> bool:
+    return _active(user) and user.role in {Role.RECEPTION, Role.ADMIN}
+
+
+def can_manage_care_access(user: Any | None) -> bool:
+    """Care grants follow appointments: scheduling services (by=None for the system)
+    and administrators manage them."""
+    return user is None or (_active(user) and user.role == Role.ADMIN)
+
+
+def can_view_own_identity_scan(user: Any, profile: PatientProfile) -> bool:
+    return _is_own(user, profile) or can_verify_identity(user, profile)
+
+
+# --- Accounts and audit ------------------------------------------------------------------
+
+
 def can_change_role(user: Any, target: User) -> bool:
     return _active(user) and user.role == Role.ADMIN and target.pk != user.pk
 
 
 def can_manage_consents(user: Any, profile: PatientProfile) -> bool:
     """Consent is the patient's own act; nobody gives or withdraws it for them here."""
-    return _active(user) and profile.user_id == user.pk
+    return _is_own(user, profile)
+
+
+def can_view_access_log(user: Any, profile: PatientProfile) -> bool:
+    return _is_own(user, profile)
+
+
+def can_review_break_glass(user: Any) -> bool:
+    return _active(user) and (user.role == Role.ADMIN or user.is_superuser)

@@ -17,10 +17,12 @@ from django.utils.translation import gettext as _
 from accounts import policies
 from accounts.models import (
     STAFF_ROLES,
+    BreakGlassAccess,
     ConsentDecision,
     ConsentKind,
     ConsentRecord,
     ConsentText,
+    Department,
     IdentityVerification,
     Language,
     PatientProfile,
@@ -113,7 +115,9 @@ def patient_register(
             by=user, profile=profile, kind=ConsentKind.HEALTH_DATA, decision=ConsentDecision.GIVEN
         )
         if send_verification:
-            transaction.on_commit(lambda: email_verification_send(user=user))
+            from accounts.tasks import send_email_verification
+
+            send_email_verification.delay_on_commit(user.pk)
     return user
 
 
@@ -243,10 +247,8 @@ def _check_unique_document(profile: PatientProfile, field: str, value: str) -> N
 
 def patient_profile_update(*, by: User, profile: PatientProfile, **changes: Any) -> PatientProfile:
     """Change personal data. Changing SNILS or passport revokes an identity verification."""
-    if not policies.can_edit_own_profile(by, profile) and by.role not in {
-        Role.RECEPTION,
-        Role.ADMIN,
-    }:
+    if not policies.can_edit_patient_profile(by, profile):
+        audit_record(actor=by, action=AuditAction.DENIED, obj=profile, patient=profile.user)
         raise PermissionDenied
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
@@ -421,3 +423,109 @@ def consent_text_publish(
         )
         audit_record(actor=by, action=AuditAction.CREATE, obj=text)
     return text
+
+
+# --- Care relationships, departments, break-glass ------------------------------------
+
+
+def care_access_grant(
+    *, by: User | None, doctor: User, patient: PatientProfile, reason: str
+) -> None:
+    """Give a doctor standing access to a patient's record (called when an appointment
+    is booked; by=None when the system does it on a service's behalf)."""
+    from guardian.shortcuts import assign_perm
+
+    if not policies.can_manage_care_access(by) or doctor.role != Role.DOCTOR:
+        raise PermissionDenied
+    with transaction.atomic():
+        assign_perm(policies.RECORD_PERMISSION, doctor, patient)
+        audit_record(
+            actor=by,
+            action=AuditAction.CHANGE,
+            obj=patient,
+            patient=patient.user,
+            detail={"care_access": "granted", "doctor": doctor.pk, "reason": reason},
+        )
+
+
+def care_access_revoke(
+    *, by: User | None, doctor: User, patient: PatientProfile, reason: str
+) -> None:
+    from guardian.shortcuts import remove_perm
+
+    if not policies.can_manage_care_access(by):
+        raise PermissionDenied
+    with transaction.atomic():
+        remove_perm(policies.RECORD_PERMISSION, doctor, patient)
+        audit_record(
+            actor=by,
+            action=AuditAction.CHANGE,
+            obj=patient,
+            patient=patient.user,
+            detail={"care_access": "revoked", "doctor": doctor.pk, "reason": reason},
+        )
+
+
+def patient_department_assign(
+    *, by: User, patient: PatientProfile, department: Department | None
+) -> PatientProfile:
+    if not policies.can_assign_department(by, patient):
+        audit_record(actor=by, action=AuditAction.DENIED, obj=patient, patient=patient.user)
+        raise PermissionDenied
+    with transaction.atomic():
+        patient = PatientProfile.objects.select_for_update().get(pk=patient.pk)
+        previous = patient.department_id
+        patient.department = department
+        patient.save(update_fields=["department", "updated_at"])
+        audit_record(
+            actor=by,
+            action=AuditAction.CHANGE,
+            obj=patient,
+            patient=patient.user,
+            detail={"department": {"from": previous, "to": department.pk if department else None}},
+        )
+    return patient
+
+
+BREAK_GLASS_MIN_REASON = 15
+
+
+def break_glass_open(*, by: User, patient: PatientProfile, reason: str) -> BreakGlassAccess:
+    """Emergency access for a doctor without a care relationship: time-limited, flagged in
+    the audit trail for admin review, and shown to the patient."""
+    reason = " ".join(reason.split())
+    if not policies.can_break_glass(by, patient):
+        audit_record(
+            actor=by,
+            action=AuditAction.DENIED,
+            obj=patient,
+            patient=patient.user,
+            detail={"break_glass": "refused"},
+        )
+        raise PermissionDenied
+    if len(reason) < BREAK_GLASS_MIN_REASON:
+        raise ValidationError(
+            {
+                "reason": _("Describe the emergency in at least %(n)d characters.")
+                % {"n": BREAK_GLASS_MIN_REASON}
+            }
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        access = BreakGlassAccess.objects.create(
+            doctor=by,
+            patient=patient,
+            reason=reason,
+            opened_at=now,
+            expires_at=now + timezone.timedelta(hours=BreakGlassAccess.DURATION_HOURS),
+        )
+        audit_record(
+            actor=by,
+            action=AuditAction.BREAK_GLASS,
+            obj=patient,
+            patient=patient.user,
+            reason=reason,
+            break_glass=True,
+            detail={"expires_at": access.expires_at.isoformat()},
+        )
+    return access

@@ -15,7 +15,9 @@ from django.views.i18n import set_language as django_set_language
 
 from accounts import policies, selectors, services
 from accounts.forms import (
+    BreakGlassForm,
     ConsentDecisionForm,
+    DepartmentAssignForm,
     IdentityDocumentsForm,
     PatientSearchForm,
     PersonalDataForm,
@@ -24,6 +26,8 @@ from accounts.forms import (
 )
 from accounts.models import PatientProfile, Role
 from accounts.validators import format_passport, format_snils
+from audit.models import AuditAction
+from audit.services import audit_record
 
 
 def _apply_errors(form, exc: ValidationError) -> None:  # noqa: ANN001
@@ -34,9 +38,21 @@ def _apply_errors(form, exc: ValidationError) -> None:  # noqa: ANN001
         form.add_error(None, exc)
 
 
+def _denied(request: HttpRequest) -> Http404:
+    """A page the user's role may not open: recorded, and answered like a missing page."""
+    match = request.resolver_match
+    audit_record(
+        actor=request.user,
+        action=AuditAction.DENIED,
+        object_type="page",
+        detail={"url_name": match.view_name if match else ""},
+    )
+    return Http404()
+
+
 def _patient_profile(request: HttpRequest) -> PatientProfile:
     if request.user.role != Role.PATIENT or not hasattr(request.user, "patient_profile"):
-        raise Http404
+        raise _denied(request)
     return request.user.patient_profile
 
 
@@ -213,31 +229,43 @@ def consents(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def patient_search(request: HttpRequest) -> HttpResponse:
     if not policies.can_search_patients(request.user):
-        raise Http404
+        raise _denied(request)
     form = PatientSearchForm(request.GET or None)
     found = None
     searched = False
     if form.is_valid():
         searched = True
         found = selectors.patient_find(request.user, form.cleaned_data["query"])
-    return render(
-        request,
-        "accounts/staff/patient_search.html",
-        {
-            "form": form,
-            "found": found,
-            "searched": searched,
-            "awaiting": selectors.patients_awaiting_verification(request.user)[:50],
-        },
-    )
+    context = {
+        "form": form,
+        "found": found,
+        "searched": searched,
+        # A doctor without a care relationship learns only that the patient exists.
+        "found_visible": found is not None
+        and policies.can_view_patient_demographics(request.user, found),
+        "found_record": found is not None and policies.can_view_patient_record(request.user, found),
+        "can_verify": found is not None and policies.can_verify_identity(request.user, found),
+        "awaiting": selectors.patients_awaiting_verification(request.user)[:50],
+    }
+    return render(request, "accounts/staff/patient_search.html", context)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def verify_identity(request: HttpRequest, profile_id: int) -> HttpResponse:
-    profile = selectors.patient_profile_get_for(request.user, profile_id)
-    if not policies.can_verify_identity(request.user, profile):
-        raise Http404
+    profile = selectors.identity_check_subject_get_for(request.user, profile_id)
+    if request.method == "POST" and "department" in request.POST:
+        department_form = DepartmentAssignForm(request.POST)
+        if department_form.is_valid():
+            services.patient_department_assign(
+                by=request.user,
+                patient=profile,
+                department=department_form.cleaned_data["department"],
+            )
+            messages.success(request, _("Care department saved."))
+            return redirect("accounts:verify_identity", profile_id=profile.pk)
+        messages.error(request, _("Choose a department from the list. Nothing was changed."))
+        return redirect("accounts:verify_identity", profile_id=profile.pk)
     form = VerifyIdentityForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -255,23 +283,16 @@ def verify_identity(request: HttpRequest, profile_id: int) -> HttpResponse:
         "snils": format_snils(profile.snils),
         "passport": format_passport(profile.passport),
         "verifications": selectors.identity_verifications_for(profile),
+        "department_form": DepartmentAssignForm(initial={"department": profile.department_id}),
     }
     return render(request, "accounts/staff/verify_identity.html", context)
 
 
 @login_required
 def identity_scan(request: HttpRequest, profile_id: int) -> HttpResponse:
-    profile = selectors.patient_profile_get_for(request.user, profile_id)
-    if (
-        not (
-            policies.can_verify_identity(request.user, profile)
-            or policies.can_edit_own_profile(request.user, profile)
-        )
-        or not profile.identity_scan
-    ):
+    profile = selectors.identity_scan_profile_get_for(request.user, profile_id)
+    if not profile.identity_scan:
         raise Http404
-    from audit.models import AuditAction
-    from audit.services import audit_record
     from clinic.files import sniff_content_type
 
     data = profile.identity_scan.open().read()
@@ -287,6 +308,68 @@ def identity_scan(request: HttpRequest, profile_id: int) -> HttpResponse:
     )
     response["Content-Disposition"] = 'inline; filename="document"'
     return response
+
+
+# --- Clinicians: patients, records, break-glass ---------------------------------------
+
+
+@login_required
+def my_patients(request: HttpRequest) -> HttpResponse:
+    if request.user.role not in {Role.DOCTOR, Role.NURSE}:
+        raise _denied(request)
+    patients = sorted(selectors.patients_in_care_of(request.user), key=lambda p: p.full_name())
+    return render(request, "accounts/staff/my_patients.html", {"patients": patients})
+
+
+@login_required
+def patient_record(request: HttpRequest, profile_id: int) -> HttpResponse:
+    profile = selectors.patient_record_get_for(request.user, profile_id)
+    context = {
+        "profile": profile,
+        "snils": format_snils(profile.snils),
+        "consents": selectors.consent_states_for(profile),
+        "break_glass": not policies.has_care_relationship(request.user, profile),
+    }
+    return render(request, "accounts/staff/patient_record.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def break_glass(request: HttpRequest, profile_id: int) -> HttpResponse:
+    profile = selectors.patient_for_break_glass(request.user, profile_id)
+    if policies.can_view_patient_record(request.user, profile):
+        return redirect("accounts:patient_record", profile_id=profile.pk)
+    form = BreakGlassForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.break_glass_open(
+                by=request.user, patient=profile, reason=form.cleaned_data["reason"]
+            )
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        except PermissionDenied as exc:
+            raise Http404 from exc
+        else:
+            return redirect("accounts:patient_record", profile_id=profile.pk)
+    return render(
+        request, "accounts/staff/break_glass.html", {"form": form, "profile_id": profile.pk}
+    )
+
+
+# --- Patient: who opened my record -----------------------------------------------------
+
+
+@login_required
+def access_log(request: HttpRequest) -> HttpResponse:
+    from django.core.paginator import Paginator
+
+    from audit.selectors import access_log_for_patient
+
+    profile = _patient_profile(request)
+    if not policies.can_view_access_log(request.user, profile):
+        raise Http404
+    page = Paginator(access_log_for_patient(request.user), 25).get_page(request.GET.get("page"))
+    return render(request, "accounts/access_log.html", {"page": page})
 
 
 # --- Language --------------------------------------------------------------------------

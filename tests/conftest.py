@@ -74,8 +74,41 @@ def admin_user(db):
     return user
 
 
+@pytest.fixture
+def celery_eager():
+    """Run tasks in the test's own process, for tests about what a task produces (not
+    about delivery through the broker; those start a real worker)."""
+    from clinic.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+def fresh_code(secret: str, margin: float = 3.0) -> str:
+    """The current code, never one about to expire: allauth allows no clock drift, so a
+    code read at the end of its 30-second window may be stale by the time it is checked."""
+    import time
+
+    totp = pyotp.TOTP(secret)
+    left = totp.interval - time.time() % totp.interval
+    if left < margin:
+        time.sleep(left + 0.05)
+    return totp.now()
+
+
 def totp_now(user) -> str:
-    return pyotp.TOTP(user.totp_secret).now()
+    return fresh_code(user.totp_secret)
+
+
+def wait_for_fresh_totp_window(margin: float = 3.0) -> None:
+    import time
+
+    left = 30 - time.time() % 30
+    if left < margin:
+        time.sleep(left + 0.05)
 
 
 @pytest.fixture

@@ -53,6 +53,9 @@ def test_demo_totp_prints_a_code_that_signs_in(client):
     client.post(
         "/accounts/login/", {"login": "doctor01@clinic.test", "password": settings.DEMO_PASSWORD}
     )
+    from tests.conftest import wait_for_fresh_totp_window
+
+    wait_for_fresh_totp_window()
     out = io.StringIO()
     call_command("demo_totp", "doctor01@clinic.test", stdout=out)
     code = out.getvalue().splitlines()[0].strip()

@@ -13,9 +13,9 @@ from accounts.middleware import SESSION_LAST_SEEN, SESSION_STARTED
 from accounts.models import ConsentKind, ConsentRecord, User
 from audit.models import AuditAction, AuditEvent
 from tests import factories
-from tests.conftest import totp_now
+from tests.conftest import fresh_code, totp_now
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("celery_eager")]
 
 SIGNUP = {
     "email": "new.patient@example.org",
@@ -122,12 +122,15 @@ def test_expired_verification_link_is_refused(client):
     assert response.status_code == 400 and "expired" in response.content.decode()
 
 
-def test_unverified_patient_cannot_sign_in_and_gets_a_new_link(client):
+def test_unverified_patient_cannot_sign_in_and_gets_a_new_link(
+    client, django_capture_on_commit_callbacks
+):
     _signup(client)
     mail.outbox.clear()
-    response = client.post(
-        "/accounts/login/", {"login": SIGNUP["email"], "password": SIGNUP["password1"]}
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/accounts/login/", {"login": SIGNUP["email"], "password": SIGNUP["password1"]}
+        )
     assert response.status_code == 302 and response["Location"] == "/portal/verification-sent/"
     assert "_auth_user_id" not in client.session
     assert len(mail.outbox) == 1
@@ -255,10 +258,9 @@ def test_staff_without_totp_is_sent_to_enrol_before_any_staff_page_or_admin(
     assert response.status_code == 200
     assert response.redirect_chain[-1][0] == "/accounts/2fa/totp/activate/"
     secret = response.context["form"].secret
-    import pyotp
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/accounts/2fa/totp/activate/", {"code": pyotp.TOTP(secret).now()})
+        response = client.post("/accounts/2fa/totp/activate/", {"code": fresh_code(secret)})
     assert response.status_code == 302
     # Enrolled: the staff pages open now.
     assert client.get("/").status_code == 200

@@ -9,9 +9,7 @@ fail the test on any console error or CSP violation.
 from __future__ import annotations
 
 import re
-import time
 
-import pyotp
 import pytest
 from django.core import mail
 from django.urls import reverse
@@ -21,6 +19,7 @@ from accounts import services
 from accounts.models import Role, User
 from accounts.tokens import make_email_verification_token
 from tests import factories
+from tests.conftest import fresh_code
 from tests.e2e.harness import assert_accessible
 
 LOGIN = "/accounts/login/"
@@ -28,11 +27,7 @@ LOGIN = "/accounts/login/"
 
 def fresh_totp(secret: str) -> str:
     """The current code, never one about to expire (allauth accepts no clock drift)."""
-    totp = pyotp.TOTP(secret)
-    left = totp.interval - time.time() % totp.interval
-    if left < 1:
-        time.sleep(left + 0.05)
-    return totp.now()
+    return fresh_code(secret)
 
 
 # What a person reads on the sign-in screens, by the browser's language. Signed in, a user
@@ -123,8 +118,9 @@ def test_doctor_signs_in_with_an_authenticator_code(live_server, page, console):
     expect(page.get_by_role("heading", level=1)).to_have_text("Рабочее место")
     expect(page.locator("main .lead")).to_contain_text("Пётр Сергеевич Орлов — Врач")
     expect(page.get_by_role("heading", name="Пациенты на сегодня")).to_be_visible()
-    # A doctor is not reception: no patient search.
-    expect(page.get_by_role("link", name="Пациенты", exact=True)).to_have_count(0)
+    # A doctor has their own patient list, and no administration site.
+    expect(page.get_by_role("link", name="Мои пациенты", exact=True)).to_have_count(1)
+    expect(page.get_by_role("link", name="Администрирование", exact=True)).to_have_count(0)
     assert_accessible(page)
     console.assert_clean()
 
@@ -176,7 +172,9 @@ def test_staff_without_totp_must_enrol_an_authenticator(live_server, page, conso
     console.assert_clean()
 
 
-def test_patient_signs_up_confirms_email_and_signs_in(live_server, page, console, settings):
+def test_patient_signs_up_confirms_email_and_signs_in(
+    live_server, page, console, settings, celery_eager
+):
     settings.SITE_URL = live_server.url  # the link in the email points at this server
     mail.outbox.clear()
 
