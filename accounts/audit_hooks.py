@@ -48,7 +48,13 @@ def connect() -> None:
     auth_signals.user_logged_in.connect(_on_login, dispatch_uid="audit_login")
     auth_signals.user_logged_out.connect(_on_logout, dispatch_uid="audit_logout")
     auth_signals.user_login_failed.connect(_on_login_failed, dispatch_uid="audit_login_failed")
-    for name in ("authenticator_added", "authenticator_removed", "authenticator_reset"):
+    for name in (
+        "authenticator_added",
+        "authenticator_removed",
+        "authenticator_reset",
+        "authenticator_used",
+        "authentication_failed",
+    ):
         receiver = _on_authenticator(name)
         _receivers.append(receiver)
         getattr(mfa_signals, name).connect(receiver, dispatch_uid=f"audit_{name}")

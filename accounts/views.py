@@ -53,7 +53,18 @@ def _denied(request: HttpRequest) -> Http404:
 def _patient_profile(request: HttpRequest) -> PatientProfile:
     if request.user.role != Role.PATIENT or not hasattr(request.user, "patient_profile"):
         raise _denied(request)
-    return request.user.patient_profile
+    profile = request.user.patient_profile
+    if request.method == "GET":
+        # Patients' views of their own data are part of the record of access too.
+        match = request.resolver_match
+        audit_record(
+            actor=request.user,
+            action=AuditAction.VIEW,
+            obj=profile,
+            patient=request.user,
+            detail={"page": match.view_name if match else ""},
+        )
+    return profile
 
 
 # --- Home ---------------------------------------------------------------------------

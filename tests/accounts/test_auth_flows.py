@@ -275,10 +275,16 @@ def test_staff_login_requires_totp_code(client, doctor):
     assert "_auth_user_id" not in client.session
     wrong = client.post("/accounts/2fa/authenticate/", {"code": "000000"})
     assert wrong.status_code == 200 and "_auth_user_id" not in client.session
+    assert AuditEvent.objects.filter(
+        actor=doctor, action=AuditAction.MFA, detail__event="authentication_failed"
+    ).exists()
     ok = client.post("/accounts/2fa/authenticate/", {"code": totp_now(doctor)})
     assert ok.status_code == 302
     assert client.get("/").status_code == 200
     assert AuditEvent.objects.filter(actor=doctor, action=AuditAction.LOGIN).exists()
+    assert AuditEvent.objects.filter(
+        actor=doctor, action=AuditAction.MFA, detail__event="authenticator_used"
+    ).exists()
 
 
 def test_admin_site_opens_for_admin_after_mfa(client, login_staff, admin_user):

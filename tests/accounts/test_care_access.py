@@ -161,7 +161,13 @@ def test_patient_sees_a_doctors_view_of_their_record_newest_first(
     assert client.get(f"/portal/staff/patients/{patient.patient_profile.pk}/").status_code == 200
     client.logout()
     client.force_login(patient)
-    client.get("/portal/me/details/")  # the patient's own views are not listed
+    client.get("/portal/me/details/")  # recorded, but not listed: it is the patient's own
+    assert AuditEvent.objects.filter(
+        actor=patient,
+        patient=patient,
+        action=AuditAction.VIEW,
+        detail__page="accounts:personal_data",
+    ).exists()
     page = client.get("/portal/me/access-log/", HTTP_ACCEPT_LANGUAGE="en")
     rows = list(page.context["page"].object_list)
     assert rows, "the doctor's view is missing"
