@@ -162,6 +162,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
+# Periodic sweeps (installed into django-celery-beat's tables by the DB scheduler).
+CELERY_BEAT_SCHEDULE = {
+    "release-expired-holds": {"task": "scheduling.release_expired_holds", "schedule": 60.0},
+}
 
 # --- Auth --------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"

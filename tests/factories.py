@@ -81,3 +81,65 @@ def make_staff(
         user.totp_secret = generate_totp_secret()
         TOTP.activate(user, user.totp_secret)
     return user
+
+
+# --- Scheduling ----------------------------------------------------------------------
+
+
+def make_consultation_type(doctor: User | None = None, **fields: object):
+    from decimal import Decimal
+
+    from scheduling.models import ConsultationType
+
+    specialty, _ = Specialty.objects.get_or_create(
+        code="therapist", defaults={"name_ru": "Терапевт", "name_en": "General practitioner"}
+    )
+    n = next(_seq)
+    defaults = {
+        "code": f"consult-{n}",
+        "name_ru": "Приём",
+        "name_en": "Consultation",
+        "specialty": specialty,
+        "duration_minutes": 30,
+        "price": Decimal("2500.00"),
+        "free_cancellation_hours": 24,
+    }
+    defaults.update(fields)
+    ctype = ConsultationType.objects.create(**defaults)
+    if doctor is not None:
+        ctype.doctors.add(doctor)
+    return ctype
+
+
+def make_working_week(
+    doctor: User,
+    location: Location | None = None,
+    *,
+    start: str = "09:00",
+    end: str = "13:00",
+    slot_minutes: int = 30,
+    weekdays=range(7),
+    breaks: tuple[tuple[str, str], ...] = (),
+):
+    from datetime import time
+
+    from scheduling.models import WorkingHours, WorkingHoursBreak
+
+    location = location or make_location()
+    parse = lambda value: time.fromisoformat(value)  # noqa: E731
+    created = []
+    for weekday in weekdays:
+        hours = WorkingHours.objects.create(
+            doctor=doctor,
+            location=location,
+            weekday=weekday,
+            start=parse(start),
+            end=parse(end),
+            slot_minutes=slot_minutes,
+        )
+        for b_start, b_end in breaks:
+            WorkingHoursBreak.objects.create(
+                working_hours=hours, start=parse(b_start), end=parse(b_end)
+            )
+        created.append(hours)
+    return created

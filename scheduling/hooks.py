@@ -1,0 +1,54 @@
+"""Hook points for apps above scheduling (payments, notifications, telemedicine, mis).
+
+Scheduling's services call these; higher apps register handlers in their
+`AppConfig.ready()`. Not Django signals: `fire` runs every handler inside the
+caller's transaction (a failing handler fails the service), `fire_on_commit` runs
+them after the commit (for side effects outside the database, such as queuing tasks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+Handler = Callable[..., Any]
+
+
+@dataclass
+class Hook:
+    name: str
+    handlers: list[Handler] = field(default_factory=list)
+
+    def register(self, handler: Handler) -> Handler:
+        if handler not in self.handlers:
+            self.handlers.append(handler)
+        return handler
+
+    def unregister(self, handler: Handler) -> None:
+        if handler in self.handlers:
+            self.handlers.remove(handler)
+
+    def fire(self, **kwargs: Any) -> None:
+        for handler in list(self.handlers):
+            handler(**kwargs)
+
+    def fire_on_commit(self, **kwargs: Any) -> None:
+        for handler in list(self.handlers):
+            transaction.on_commit(lambda h=handler: h(**kwargs))
+
+
+# Each is called with appointment_id=... (and the keyword arguments noted).
+appointment_held = Hook("appointment_held")
+appointment_booked = Hook("appointment_booked")
+# cancellation_fee=Decimal, by_clinic=bool, free=bool
+appointment_cancelled = Hook("appointment_cancelled")
+# previous_start=datetime
+appointment_rescheduled = Hook("appointment_rescheduled")
+# previous_status=str, status=str
+appointment_status_changed = Hook("appointment_status_changed")
+appointment_hold_released = Hook("appointment_hold_released")
+# offer_id=...
+waitlist_offer_made = Hook("waitlist_offer_made")
