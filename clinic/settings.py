@@ -165,6 +165,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Periodic sweeps (installed into django-celery-beat's tables by the DB scheduler).
 CELERY_BEAT_SCHEDULE = {
     "release-expired-holds": {"task": "scheduling.release_expired_holds", "schedule": 60.0},
+    "expire-waitlist-offers": {"task": "scheduling.expire_waitlist_offers", "schedule": 60.0},
 }
 
 # --- Auth --------------------------------------------------------------------

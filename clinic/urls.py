@@ -20,6 +20,7 @@ urlpatterns = [
     ),
     path("accounts/", include("allauth.urls")),
     path("portal/", include("accounts.urls")),
+    path("", include("scheduling.urls")),
     path("admin/", admin.site.urls),
 ]
 

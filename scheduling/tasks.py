@@ -9,3 +9,8 @@ from scheduling import services
 @shared_task(name="scheduling.release_expired_holds")
 def release_expired_holds() -> int:
     return len(services.release_expired_holds())
+
+
+# Tasks of the booking flow and of the waitlist live in their own modules; importing
+# them here lets Celery's autodiscovery (which reads tasks.py) register them.
+from scheduling import tasks_booking, tasks_waitlist  # noqa: E402, F401

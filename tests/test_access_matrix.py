@@ -8,6 +8,7 @@ data without saying who may open it. Denials are 404 (no existence leak) and rec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -35,37 +36,58 @@ NOT_PERSONAL = {
 
 @dataclass(frozen=True)
 class Rule:
-    """Expected answer per role. `per_patient` URLs take a profile id and are tried
-    against the role's own patient ("own") and an unrelated one ("other")."""
+    """Expected answer per role. `per_patient` URLs take an object and are tried against
+    the role's own ("own") and an unrelated one ("other"). By default the object is a
+    patient profile id; `args(world, role, target)` builds other arguments (e.g. an
+    appointment's public id from world["appointments"])."""
 
     per_patient: bool
     own: dict[str, object]
     other: dict[str, object] | None = None
+    args: Callable[[dict, str, str], list] | None = None
 
 
-def _only(*roles: str) -> dict[str, object]:
+def only(*roles: str) -> dict[str, object]:
     return {role: OK if role in roles else NOT_FOUND for role in ROLES}
 
 
 MATRIX: dict[str, Rule] = {
-    "home": Rule(False, _only(*ROLES)),
-    "accounts:personal_data": Rule(False, _only("patient")),
-    "accounts:identity": Rule(False, _only("patient")),
-    "accounts:consents": Rule(False, _only("patient")),
-    "accounts:access_log": Rule(False, _only("patient")),
-    "accounts:patient_search": Rule(False, _only("doctor", "reception", "admin")),
-    "accounts:my_patients": Rule(False, _only("doctor", "nurse")),
-    "accounts:patient_record": Rule(True, own=_only("doctor", "nurse"), other=_only()),
+    "home": Rule(False, only(*ROLES)),
+    "accounts:personal_data": Rule(False, only("patient")),
+    "accounts:identity": Rule(False, only("patient")),
+    "accounts:consents": Rule(False, only("patient")),
+    "accounts:access_log": Rule(False, only("patient")),
+    "accounts:patient_search": Rule(False, only("doctor", "reception", "admin")),
+    "accounts:my_patients": Rule(False, only("doctor", "nurse")),
+    "accounts:patient_record": Rule(True, own=only("doctor", "nurse"), other=only()),
     # A doctor in charge is sent straight to the record; for anyone else's patient a
     # doctor gets the emergency form. Nobody else ever.
-    "accounts:break_glass": Rule(True, own=_only("doctor"), other=_only("doctor")),
+    "accounts:break_glass": Rule(True, own=only("doctor"), other=only("doctor")),
     "accounts:verify_identity": Rule(
-        True, own=_only("reception", "admin"), other=_only("reception", "admin")
+        True, own=only("reception", "admin"), other=only("reception", "admin")
     ),
     "accounts:identity_scan": Rule(
-        True, own=_only("patient", "reception", "admin"), other=_only("reception", "admin")
+        True, own=only("patient", "reception", "admin"), other=only("reception", "admin")
     ),
 }
+
+
+def _load_app_matrices() -> None:
+    """Apps add their rows in tests/<app>/access_matrix*.py (MATRIX and NOT_PERSONAL)."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    root = Path(__file__).parent
+    for package in sorted(p for p in root.iterdir() if p.is_dir() and (p / "__init__.py").exists()):
+        for info in pkgutil.iter_modules([str(package)]):
+            if info.name.startswith("access_matrix"):
+                module = importlib.import_module(f"tests.{package.name}.{info.name}")
+                MATRIX.update(getattr(module, "MATRIX", {}))
+                NOT_PERSONAL.update(getattr(module, "NOT_PERSONAL", set()))
+
+
+_load_app_matrices()
 
 
 def _project_url_names() -> set[str]:
@@ -134,7 +156,42 @@ def world(db, settings, tmp_path):
         )
     own = {role: in_care for role in ROLES}
     own["patient"] = actors["patient"]
-    return {"actors": actors, "own": own, "other": unrelated}
+    return {"actors": actors, "own": own, "other": unrelated,
+            "appointments": _appointments(actors, in_care, unrelated)}
+
+
+def _appointments(actors, in_care, unrelated) -> dict:
+    """A booked appointment per side: the patient's own; the in-care patient's with the
+    doctor (own for staff); an unrelated patient's with another doctor (other)."""
+    from scheduling import services as scheduling
+
+    doctor = actors["doctor"]
+    other_doctor = factories.make_staff(Role.DOCTOR)
+    other_doctor.staff_profile.department = None
+    other_doctor.staff_profile.save()
+    made = {}
+    for key, patient, with_doctor in (
+        ("patient", actors["patient"], doctor),
+        ("in_care", in_care, doctor),
+        ("other", unrelated, other_doctor),
+    ):
+        factories.make_working_week(with_doctor) if not with_doctor.working_hours.exists() else None
+        ctype = factories.make_consultation_type(with_doctor)
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from scheduling.availability import free_slots
+
+        day = timezone.now().date() + timedelta(days=2)
+        slot = free_slots([with_doctor.pk], day, 1, consultation_type=ctype)[with_doctor.pk][0]
+        made[key] = scheduling.appointment_book_slot(
+            by=None, patient=patient.patient_profile, doctor=with_doctor,
+            consultation_type=ctype, starts_at=slot.start,
+        )
+    own = {role: made["in_care"] for role in ROLES}
+    own["patient"] = made["patient"]
+    return {"own": own, "other": made["other"]}
 
 
 def _cases():
@@ -155,7 +212,11 @@ def test_access_matrix(client, login_staff, world, name, role, target):
     else:
         login_staff(actor)
     patient = world[target][role] if target == "own" else world["other"]
-    url = reverse(name, args=[patient.patient_profile.pk] if rule.per_patient else [])
+    if rule.args is not None:
+        args = rule.args(world, role, target)
+    else:
+        args = [patient.patient_profile.pk] if rule.per_patient else []
+    url = reverse(name, args=args)
     denials_before = AuditEvent.objects.filter(actor=actor, action=AuditAction.DENIED).count()
 
     response = client.get(url)
@@ -178,7 +239,10 @@ def test_access_matrix(client, login_staff, world, name, role, target):
 @pytest.mark.parametrize("name", [n for n, r in MATRIX.items()])
 def test_anonymous_visitors_are_sent_to_sign_in(client, world, name):
     rule = MATRIX[name]
-    args = [world["other"].patient_profile.pk] if rule.per_patient else []
+    if rule.args is not None:
+        args = rule.args(world, "patient", "other")
+    else:
+        args = [world["other"].patient_profile.pk] if rule.per_patient else []
     response = client.get(reverse(name, args=args))
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")

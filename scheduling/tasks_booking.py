@@ -1,0 +1,1 @@
+"""Booking tasks (confirmation email with .ics)."""

@@ -1,0 +1,1 @@
+"""Waitlist and queue tasks (offer expiry sweep)."""
