@@ -162,6 +162,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
+if DJANGO_ENV == "test":
+    # Tasks a test enqueues must never reach a development worker sharing the broker.
+    CELERY_TASK_DEFAULT_QUEUE = "test-suite"
 # Periodic sweeps (installed into django-celery-beat's tables by the DB scheduler).
 CELERY_BEAT_SCHEDULE = {
     "release-expired-holds": {"task": "scheduling.release_expired_holds", "schedule": 60.0},

@@ -62,3 +62,95 @@ def test_demo_totp_prints_a_code_that_signs_in(client):
     response = client.post("/accounts/2fa/authenticate/", {"code": code})
     assert response.status_code == 302
     assert client.get("/").status_code == 200
+
+
+def _schedule_counts() -> dict[str, int]:
+    from audit.models import AuditEvent
+    from scheduling.models import (
+        Appointment,
+        AppointmentEvent,
+        ConsultationType,
+        DoctorReview,
+        WorkingHours,
+        WorkingHoursBreak,
+    )
+
+    return {
+        "types": ConsultationType.objects.count(),
+        "offers": ConsultationType.doctors.through.objects.count(),
+        "hours": WorkingHours.objects.count(),
+        "breaks": WorkingHoursBreak.objects.count(),
+        "appointments": Appointment.objects.count(),
+        "events": AppointmentEvent.objects.count(),
+        "reviews": DoctorReview.objects.count(),
+        "audit": AuditEvent.objects.count(),
+    }
+
+
+def test_seed_demo_builds_a_bookable_schedule_once():
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from accounts.policies import RECORD_PERMISSION
+    from scheduling.availability import free_slots
+    from scheduling.models import (
+        Appointment,
+        AppointmentStatus,
+        ConsultationMode,
+        ConsultationType,
+        DoctorReview,
+        WorkingHours,
+    )
+
+    call_command("seed_demo", stdout=io.StringIO())
+
+    # Two types per specialty (in person 30 min, video), one with prepayment, policies vary.
+    types = ConsultationType.objects.select_related("specialty")
+    assert types.count() == 12
+    for specialty in Specialty.objects.all():
+        modes = sorted(t.mode for t in types if t.specialty_id == specialty.pk)
+        assert modes == [ConsultationMode.IN_PERSON, ConsultationMode.VIDEO]
+    assert {t.duration_minutes for t in types if t.mode == ConsultationMode.IN_PERSON} == {30}
+    assert all(t.price > 0 for t in types)
+    assert types.filter(prepayment_required=True).count() == 1
+    assert set(types.values_list("late_cancellation", flat=True)) == {"fee", "not_online"}
+    assert len(set(types.values_list("free_cancellation_hours", flat=True))) >= 3
+
+    doctors = User.objects.filter(role=Role.DOCTOR).select_related("staff_profile")
+    shifts = set()
+    for doctor in doctors:
+        offered = set(doctor.consultation_types.values_list("specialty_id", flat=True))
+        assert offered == {doctor.staff_profile.specialty_id}
+        assert doctor.consultation_types.count() == 2
+        hours = WorkingHours.objects.filter(doctor=doctor).prefetch_related("breaks")
+        assert sorted(h.weekday for h in hours) == [0, 1, 2, 3, 4]  # Mon-Fri
+        assert {h.location_id for h in hours} == {doctor.staff_profile.location_id}
+        assert all(len(h.breaks.all()) == 1 for h in hours)  # lunch
+        shifts.add(hours[0].start)
+        # The template yields slots on the next working days.
+        tz = ZoneInfo(doctor.staff_profile.location.time_zone)
+        tomorrow = timezone.localdate(timezone=tz) + timedelta(days=1)
+        assert free_slots([doctor.pk], tomorrow, 7)[doctor.pk]
+    assert len(shifts) == 2  # morning and afternoon
+
+    upcoming = Appointment.objects.filter(status=AppointmentStatus.BOOKED)
+    assert upcoming.count() == 7
+    now = timezone.now()
+    for appointment in upcoming.select_related("doctor", "patient"):
+        assert now < appointment.starts_at < now + timedelta(days=14)
+        assert not appointment.consultation_type.prepayment_required
+        # Booked through the service: the doctor got access to the patient's record.
+        assert appointment.doctor.has_perm(RECORD_PERMISSION, appointment.patient)
+    past = Appointment.objects.get(status=AppointmentStatus.COMPLETED)
+    assert past.starts_at < now
+    assert past.doctor.has_perm(RECORD_PERMISSION, past.patient)
+    review = DoctorReview.objects.get()
+    assert review.appointment == past and review.status == DoctorReview.Status.PENDING
+
+    before = _schedule_counts()
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    assert _schedule_counts() == before
+    assert "0 new appointments" in out.getvalue()
