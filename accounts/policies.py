@@ -180,3 +180,50 @@ def can_view_access_log(user: Any, profile: PatientProfile) -> bool:
 
 def can_review_break_glass(user: Any) -> bool:
     return _active(user) and (user.role == Role.ADMIN or user.is_superuser)
+
+
+# --- Calendars and the live queue (scheduling asks these) -------------------------------
+
+CLINIC_DESK_ROLES = frozenset({Role.RECEPTION, Role.ADMIN})
+
+
+def can_view_calendar(user: Any, doctor: User) -> bool:
+    """A doctor their own; a nurse their department's doctors; reception and admins all."""
+    if not _active(user) or doctor.role != Role.DOCTOR:
+        return False
+    if user.role == Role.DOCTOR:
+        return user.pk == doctor.pk
+    if user.role == Role.NURSE:
+        department = _department_id(user)
+        return department is not None and department == _department_id(doctor)
+    return user.role in CLINIC_DESK_ROLES
+
+
+def can_manage_calendar(user: Any, doctor: User) -> bool:
+    """A doctor manages their own calendar; reception and administrators anyone's."""
+    if not _active(user) or doctor.role != Role.DOCTOR:
+        return False
+    if user.role == Role.DOCTOR:
+        return user.pk == doctor.pk
+    return user.role in CLINIC_DESK_ROLES
+
+
+def can_act_for_patients(user: Any) -> bool:
+    """Book, move and cancel for a patient; capacity overrides; review moderation."""
+    return _active(user) and user.role in CLINIC_DESK_ROLES
+
+
+def can_use_staff_schedule(user: Any) -> bool:
+    return _active(user) and user.role in {Role.DOCTOR, Role.NURSE, *CLINIC_DESK_ROLES}
+
+
+def can_run_queue(user: Any, *, location: Any = None) -> bool:
+    """Reception and administrators run every location's queue (issue, check in, call)."""
+    return _active(user) and user.role in CLINIC_DESK_ROLES
+
+
+def can_act_on_ticket(user: Any, ticket: Any) -> bool:
+    """Call, start, finish or mark a no-show: queue runners, or the ticket's doctor."""
+    if can_run_queue(user, location=ticket.location):
+        return True
+    return _active(user) and user.role == Role.DOCTOR and ticket.doctor_id == user.pk

@@ -29,6 +29,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts import policies
 from accounts.models import Location, PatientProfile, Role, User
 from audit.models import AuditAction
 from audit.services import audit_record
@@ -73,25 +74,9 @@ def service_date_for(location: Location, at=None) -> date:  # noqa: ANN001
     return timezone.localtime(at or timezone.now(), location.tzinfo).date()
 
 
-def can_run_queue(user: User | None, *, location: Location | None = None) -> bool:
-    """Reception and administrators run every location's queue (issue, check in, call)."""
-    del location  # every location, for now; kept so a per-location rule fits later
-    return bool(
-        user is not None and user.is_authenticated and user.is_active and user.role in QUEUE_RUNNERS
-    )
-
-
-def can_act_on_ticket(user: User | None, ticket: QueueTicket) -> bool:
-    """Call, start, finish or mark a no-show: queue runners, or the ticket's doctor."""
-    if can_run_queue(user, location=ticket.location):
-        return True
-    return bool(
-        user is not None
-        and user.is_authenticated
-        and user.is_active
-        and user.role == Role.DOCTOR
-        and ticket.doctor_id == user.pk
-    )
+# The rules live in accounts.policies, the one place that decides access.
+can_run_queue = policies.can_run_queue
+can_act_on_ticket = policies.can_act_on_ticket
 
 
 def _lock_location_queue(location_id: int) -> None:

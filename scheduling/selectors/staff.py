@@ -26,6 +26,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts import policies
 from accounts import selectors as account_selectors
 from accounts.models import PatientProfile, Role, User
 from audit.models import AuditAction
@@ -71,6 +72,13 @@ ACTION_LABELS = {
 # --- Who may ---------------------------------------------------------------------------
 
 
+# The rules themselves live in accounts.policies, the one place that decides access.
+may_view_calendar = policies.can_view_calendar
+may_manage_calendar = policies.can_manage_calendar
+may_act_for_patients = policies.can_act_for_patients
+may_use_staff_schedule = policies.can_use_staff_schedule
+
+
 def _active(user: Any) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active)
 
@@ -78,35 +86,6 @@ def _active(user: Any) -> bool:
 def _department_id(user: Any) -> int | None:
     profile = getattr(user, "staff_profile", None)
     return profile.department_id if profile is not None else None
-
-
-def may_view_calendar(user: Any, doctor: User) -> bool:
-    if not _active(user) or doctor.role != Role.DOCTOR:
-        return False
-    if user.role == Role.DOCTOR:
-        return user.pk == doctor.pk
-    if user.role == Role.NURSE:
-        department = _department_id(user)
-        return department is not None and department == _department_id(doctor)
-    return user.role in CLINIC_ROLES
-
-
-def may_manage_calendar(user: Any, doctor: User) -> bool:
-    """A doctor manages their own calendar; reception and administrators anyone's."""
-    if not _active(user) or doctor.role != Role.DOCTOR:
-        return False
-    if user.role == Role.DOCTOR:
-        return user.pk == doctor.pk
-    return user.role in CLINIC_ROLES
-
-
-def may_act_for_patients(user: Any) -> bool:
-    """Book, move, cancel for a patient; capacity overrides; review moderation."""
-    return _active(user) and user.role in CLINIC_ROLES
-
-
-def may_use_staff_schedule(user: Any) -> bool:
-    return _active(user) and user.role in {Role.DOCTOR, Role.NURSE, *CLINIC_ROLES}
 
 
 def deny(user: Any, what: str, *, obj: Any = None, patient: Any = None, **detail: Any) -> Http404:
