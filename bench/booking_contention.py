@@ -316,8 +316,13 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=8, help="free slots per round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--doctors", type=int, default=1, help="the slots are spread over them")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (gthread)")
+    # Measured on 2 cores (bench/README.md): 2 sync workers gave the most
+    # requests/s for both endpoints and the lowest time in Django; more processes or
+    # threads only queue on the CPU and, for one doctor, on the calendar lock.
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per worker (>1: gthread workers)"
+    )
     parser.add_argument(
         "--think-ms",
         type=float,
@@ -503,7 +508,13 @@ def main() -> None:
         "ratio_p95": round(b95 / m95, 1),
         "server_ratio_p95": round(bs95 / ms95, 1) if ms95 else None,
         "budget_p95_ms": BUDGET_P95_MS,
-        "within_budget": b95 <= BUDGET_P95_MS and overlaps == 0 and not errors,
+        # Correctness first; then the budget on the clients' p95 (includes the wait for a
+        # free worker) and on the time inside Django (DESIGN's "server time").
+        "correct": overlaps == 0
+        and not errors
+        and booked_rows == booking.outcomes.get("booked", 0),
+        "budget_client_p95_met": b95 <= BUDGET_P95_MS,
+        "budget_server_p95_met": bs95 <= BUDGET_P95_MS,
         # Other work on this machine skews every figure; recorded to compare runs fairly.
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
@@ -523,8 +534,13 @@ def main() -> None:
     )
     print(
         f"ratio (client): p50 {result['ratio_p50']}x, p95 {result['ratio_p95']}x; "
-        f"in Django p95 {result['server_ratio_p95']}x; budget p95 <= {BUDGET_P95_MS:.0f} ms: "
-        f"{'met' if result['within_budget'] else 'MISSED'}"
+        f"in Django p95 {result['server_ratio_p95']}x"
+    )
+    print(
+        f"0 overlaps, no errors: {'yes' if result['correct'] else 'NO'}; "
+        f"budget p95 <= {BUDGET_P95_MS:.0f} ms: clients "
+        f"{'met' if result['budget_client_p95_met'] else 'missed'}, in Django "
+        f"{'met' if result['budget_server_p95_met'] else 'missed'}"
     )
     print(f"machine load (1 min average): {result['load_avg_1m']}")
     if errors or baseline_errors:

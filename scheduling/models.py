@@ -409,7 +409,7 @@ class DoctorReview(models.Model):
     rating = models.PositiveSmallIntegerField(
         _("rating"), validators=[MinValueValidator(1), MaxValueValidator(5)]
     )
-    text = models.TextField(_("review"), blank=True, max_length=2000)
+    text = models.TextField(_("review text"), blank=True, max_length=2000)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(default=timezone.now)
     moderated_by = models.ForeignKey(

@@ -69,7 +69,7 @@ def test_booking_contention_runs_tiny_with_no_overlaps():
         "--scratch-name", _scratch("booking_contention"),
     )  # fmt: skip
     assert figures["bench"] == "booking_contention"
-    assert figures["overlaps"] == 0
+    assert figures["overlaps"] == 0 and figures["correct"]
     assert figures["errors"] == {} and figures["baseline_errors"] == {}
     # Two slots, four clients: both slots booked exactly once, the rest told "taken".
     assert figures["bookings"] == figures["booked_rows"] == 2
