@@ -10,6 +10,7 @@ once (its first occurrence).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -163,7 +164,10 @@ def free_slots(
             during__overlap=(window_start, window_end),
         )
         .exclude(status=AppointmentStatus.HELD, hold_expires_at__lte=now)
-        .values_list("doctor_id", "during")
+        # No ordering (the model's default sorts by range, costly at scale); the bounds as
+        # plain timestamps, which are much cheaper to load than range objects.
+        .order_by()
+        .values_list("doctor_id", "during__startswith", "during__endswith")
     )
 
     duration = consultation_type.duration if consultation_type else None
@@ -199,8 +203,15 @@ def free_slots(
         elif exc.kind in TIME_OFF:
             time_off[exc.doctor_id].append((exc.during.lower, exc.during.upper))
     busy_by_doctor: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for doctor_id, during in busy:
-        busy_by_doctor[doctor_id].append((during.lower, during.upper))
+    for doctor_id, lower, upper in busy:
+        busy_by_doctor[doctor_id].append((lower, upper))
+    # Sorted starts per doctor, to find the intervals overlapping a slot by bisection
+    # instead of scanning every appointment for every slot.
+    busy_index: dict[int, tuple[list[datetime], list[tuple[datetime, datetime]], timedelta]] = {}
+    for doctor_id, intervals in busy_by_doctor.items():
+        intervals.sort()
+        longest = max((e - s for s, e in intervals), default=timedelta(0))
+        busy_index[doctor_id] = ([s for s, _e in intervals], intervals, longest)
     capacity_by_doctor: dict[int, list[tuple[datetime, datetime, int]]] = defaultdict(list)
     for override in overrides:
         capacity_by_doctor[override.doctor_id].append(
@@ -223,16 +234,29 @@ def free_slots(
                 for s, e, cap in capacity_by_doctor.get(doctor_id, ()):
                     if s <= start < e:
                         capacity = cap
-                taken = sum(
-                    1 for s, e in busy_by_doctor.get(doctor_id, ()) if s < end and start < e
-                )
+                taken = _overlapping(busy_index.get(doctor_id), start, end)
                 seats = capacity - taken
                 if seats > 0 or include_full:
                     slots[start] = Slot(
                         start, end, doctor_id, block.location_id, block.time_zone, max(seats, 0)
                     )
-        result[doctor_id] = sorted(slots.values())
+        result[doctor_id] = [slots[s] for s in sorted(slots)]
     return result
+
+
+def _overlapping(
+    index: tuple[list[datetime], list[tuple[datetime, datetime]], timedelta] | None,
+    start: datetime,
+    end: datetime,
+) -> int:
+    """How many busy intervals overlap [start, end): only those starting within
+    `longest` before `start` and before `end` can."""
+    if index is None:
+        return 0
+    starts, intervals, longest = index
+    lo = bisect_left(starts, start - longest)
+    hi = bisect_left(starts, end)
+    return sum(1 for s, e in intervals[lo:hi] if s < end and start < e)
 
 
 def slot_for(

@@ -146,6 +146,10 @@ def appointment_hold(
         raise PermissionDenied
     if not consultation_type.active or not consultation_type.doctors.filter(pk=doctor.pk).exists():
         raise ValidationError(_("This doctor does not offer this kind of consultation."))
+    if slot_for(doctor.pk, starts_at, consultation_type) is None:
+        # Answer a slot that is already gone without queueing behind the doctor's lock;
+        # the check under the lock (and the constraint) still decides the rest.
+        raise SlotTaken(nearest_free_slots([doctor.pk], starts_at, consultation_type))
     with transaction.atomic():
         _lock_doctor_calendar(doctor.pk)
         return _hold_locked(

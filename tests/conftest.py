@@ -58,17 +58,17 @@ def other_patient(db):
 
 @pytest.fixture
 def doctor(db):
-    return factories.make_staff(Role.DOCTOR)
+    return factories.make_staff(Role.DOCTOR, language="en")
 
 
 @pytest.fixture
 def reception(db):
-    return factories.make_staff(Role.RECEPTION)
+    return factories.make_staff(Role.RECEPTION, language="en")
 
 
 @pytest.fixture
 def admin_user(db):
-    user = factories.make_staff(Role.ADMIN)
+    user = factories.make_staff(Role.ADMIN, language="en")
     user.is_superuser = True
     user.save(update_fields=["is_superuser"])
     return user

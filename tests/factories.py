@@ -54,7 +54,12 @@ def make_location(code: str = "main", time_zone: str = "Europe/Moscow") -> Locat
 
 
 def make_staff(
-    role: str = Role.DOCTOR, *, email: str | None = None, with_totp: bool = True, **profile: object
+    role: str = Role.DOCTOR,
+    *,
+    email: str | None = None,
+    with_totp: bool = True,
+    language: str | None = None,
+    **profile: object,
 ) -> User:
     n = next(_seq)
     location = make_location()
@@ -77,6 +82,9 @@ def make_staff(
         specialty=specialty,
         **profile,
     )
+    if language is not None:
+        user.language = language
+        user.save(update_fields=["language"])
     if with_totp:
         user.totp_secret = generate_totp_secret()
         TOTP.activate(user, user.totp_secret)
