@@ -1,0 +1,5 @@
+import sys
+
+from clinic.devrun.launcher import main
+
+sys.exit(main())
