@@ -169,6 +169,7 @@ if DJANGO_ENV == "test":
 CELERY_BEAT_SCHEDULE = {
     "release-expired-holds": {"task": "scheduling.release_expired_holds", "schedule": 60.0},
     "expire-waitlist-offers": {"task": "scheduling.expire_waitlist_offers", "schedule": 60.0},
+    "sweep-reminders": {"task": "notifications.sweep_reminders", "schedule": 60.0},
 }
 
 # --- Auth --------------------------------------------------------------------
@@ -345,6 +346,12 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+
+# --- Notifications -----------------------------------------------------------------
+# SMS through SMS.ru's HTTP API; empty API id = SMS off (email only).
+SMS_RU_API_ID = env.str("SMS_RU_API_ID", default="")
+SMS_RU_BASE_URL = env.str("SMS_RU_BASE_URL", default="https://sms.ru")
+SMS_RU_FROM = env.str("SMS_RU_FROM", default="")
 
 # --- Portal --------------------------------------------------------------------
 EMAIL_VERIFICATION_MAX_AGE = timedelta(days=3)
