@@ -26,6 +26,12 @@ from tests.scheduling.test_patient_booking import make_clinic
 MSK = ZoneInfo("Europe/Moscow")
 
 
+def _day_link(day) -> re.Pattern:  # noqa: ANN001
+    """The day strip's link ("Sun 22 November, 8 free times"), not a "next free time"
+    link of the same day ("Sun 22 November, 09:00 (Europe/Moscow)")."""
+    return re.compile("^" + re.escape(_day_label(day)) + r"\s*,\s*\d+ free time")
+
+
 def _day_label(day) -> str:  # noqa: ANN001
     """The day strip's label in English: "Tue 5 May"."""
     return f"{day:%a} {day.day} {day:%B}"
@@ -64,7 +70,7 @@ def test_patient_books_through_specialty_doctor_day_and_time(live_server, page: 
     expect(page.get_by_role("heading", level=1)).to_have_text("Olga Petrova")
     assert_accessible(page)
 
-    page.get_by_role("link", name=re.compile("^" + _day_label(tomorrow))).click()
+    page.get_by_role("link", name=_day_link(tomorrow)).click()
     picker = page.locator("#slot-picker")
     expect(picker.get_by_role("heading", level=2, name=re.compile("Free times on"))).to_be_visible()
     expect(picker).to_contain_text("Times are the clinic's local time (Europe/Moscow).")
@@ -174,7 +180,7 @@ def test_patient_moves_cancels_and_reviews(live_server, page: Page, console):
     page.get_by_role("link", name="Move to another time").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Move appointment")
     assert_accessible(page)
-    page.get_by_role("link", name=re.compile("^" + _day_label(target.local_start().date()))).click()
+    page.get_by_role("link", name=_day_link(target.local_start().date())).click()
     page.locator("#slot-picker").get_by_role(
         "link", name=re.compile(f"^{target.local_start():%H:%M}")
     ).click()
