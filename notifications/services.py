@@ -18,6 +18,7 @@ address and a link to "My appointments" only.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -37,7 +38,13 @@ from notifications.models import (
 )
 from scheduling.models import UPCOMING_STATUSES, Appointment
 
+logger = logging.getLogger(__name__)
+
 CLAIM_LEASE = timedelta(minutes=10)  # longer than CELERY_TASK_TIME_LIMIT
+# A row queued this long ago and not claimed lost its message (broker down, or the
+# message dropped): the sweep queues it again. A duplicate message is harmless, the
+# claim lets only one worker send.
+QUEUE_LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 3
 SWEEP_BATCH = 1000
 LANGUAGES = ("ru", "en")
@@ -179,10 +186,10 @@ def reminders_sweep(*, now: datetime | None = None) -> int:
     from notifications.tasks import send_reminder
 
     now = now or timezone.now()
-    stale = now - CLAIM_LEASE
     due = Q(state__in=(ReminderState.PENDING, ReminderState.RETRIED), due_at__lte=now)
-    lost = Q(state=ReminderState.QUEUED, queued_at__lt=stale) & (
-        Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale)
+    lost = Q(state=ReminderState.QUEUED) & (
+        Q(claimed_at__isnull=True, queued_at__lt=now - QUEUE_LEASE)
+        | Q(claimed_at__lt=now - CLAIM_LEASE)
     )
     with transaction.atomic():
         ids = list(
@@ -194,9 +201,20 @@ def reminders_sweep(*, now: datetime | None = None) -> int:
         Reminder.objects.filter(pk__in=ids).update(
             state=ReminderState.QUEUED, queued_at=now, updated_at=now
         )
-        for reminder_id in ids:
-            send_reminder.delay_on_commit(reminder_id)
+        transaction.on_commit(lambda: _enqueue(send_reminder, ids))
     return len(ids)
+
+
+def _enqueue(task, ids: list[int]) -> None:  # noqa: ANN001
+    """Publish one message per row; stop at the first failure (the broker is down, and
+    each further attempt would wait out kombu's retries). The rows stay "queued" and the
+    sweep queues them again after QUEUE_LEASE."""
+    for row_id in ids:
+        try:
+            task.delay(row_id)
+        except Exception:  # kombu raises OperationalError and others when the broker is gone
+            logger.warning("broker unavailable: %s rows left for the next sweep", len(ids))
+            return
 
 
 def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
