@@ -352,6 +352,10 @@ LOGGING = {
 SMS_RU_API_ID = env.str("SMS_RU_API_ID", default="")
 SMS_RU_BASE_URL = env.str("SMS_RU_BASE_URL", default="https://sms.ru")
 SMS_RU_FROM = env.str("SMS_RU_FROM", default="")
+# Hours before an appointment at which reminders go out (the clinic's choice).
+REMINDER_OFFSETS_HOURS = tuple(
+    float(hours) for hours in env.list("REMINDER_OFFSETS_HOURS", default=["24", "2"])
+)
 
 # --- Portal --------------------------------------------------------------------
 EMAIL_VERIFICATION_MAX_AGE = timedelta(days=3)

@@ -29,10 +29,21 @@ class ChannelError(Exception):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mimetype: str
+
+
+@dataclass(frozen=True)
 class Outgoing:
     subject: str
     body: str
     sms_text: str
+    attachments: tuple[Attachment, ...] = ()
+    # A stable Message-ID per row: if a worker dies between the server's "250 OK" and
+    # recording it, the resent copy carries the same id and mail clients show one.
+    message_id: str = ""
 
 
 class EmailChannel:
@@ -41,7 +52,10 @@ class EmailChannel:
     def send(self, *, to: str, message: Outgoing) -> str:
         if not to:
             raise ChannelError("no-address", permanent=True)
-        email = EmailMessage(subject=message.subject, body=message.body, to=[to])
+        headers = {"Message-ID": message.message_id} if message.message_id else {}
+        email = EmailMessage(subject=message.subject, body=message.body, to=[to], headers=headers)
+        for attachment in message.attachments:
+            email.attach(attachment.filename, attachment.content, attachment.mimetype)
         try:
             email.send()
         except OSError as exc:  # smtplib errors are OSErrors

@@ -1,42 +1,65 @@
-"""Reminder writes: schedule, revoke, send exactly once, sweep.
+"""Notification writes: reminders, event messages and action links.
 
-Reminders are rows (DESIGN.md rule 1). `reminders_sweep` (beat, every minute) moves due
-rows to "queued" and enqueues `notifications.send_reminder(reminder_id)` on commit;
-`reminder_send` claims the row under `SELECT ... FOR UPDATE SKIP LOCKED` and commits the
-claim before it talks to a provider, so two workers (or a redelivered message) never send
-the same row twice. A claim older than `CLAIM_LEASE` (a worker that died mid-send) is
-picked up again by the sweep.
+Reminders and messages are rows (DESIGN.md rule 1). `reminders_sweep` and
+`messages_sweep` (beat, every minute) move due rows to "queued" and enqueue a task that
+takes the row's id on commit; the sender claims the row under
+`SELECT ... FOR UPDATE SKIP LOCKED` and commits the claim before it talks to a provider,
+so two workers (or a redelivered message) never send the same row twice. A row queued
+but never claimed (its message was lost) is queued again after QUEUE_LEASE; a claim older
+than CLAIM_LEASE (its worker died mid-send) is picked up again. See ADR 0008 for what
+that means when a worker dies between a provider's answer and our record of it.
 
 Late reminders: a reminder whose appointment is closer than its cut-off is recorded as
 "skipped_late" and not sent. The cut-off of an offset is the next smaller offset (the
 24 h reminder is late when the appointment is less than 2 h away); for the smallest
 offset it is a quarter of it (the 2 h reminder is late when less than 30 min are left).
 
-Messages carry no medical content (DESIGN.md rule 6): date, time, zone, the location's
-address and a link to "My appointments" only.
+Action links (in reminders): signed with Django's signer (a tampered link fails before
+the database is asked), expiring when the appointment starts, single-use by a row that
+stores only the token's hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.db import transaction
-from django.db.models import Q
-from django.template.loader import render_to_string
+from django.db.models import Model, Q
 from django.urls import reverse
-from django.utils import formats, timezone, translation
+from django.utils import timezone
 
-from notifications.channels import ChannelError, EmailChannel, Outgoing, channel_for
+from audit.models import AuditAction
+from audit.services import audit_record
+from notifications import compose
+from notifications.channels import (
+    Attachment,
+    ChannelError,
+    EmailChannel,
+    Outgoing,
+    channel_for,
+)
 from notifications.models import (
     OPEN_STATES,
+    ActionLink,
     Channel,
+    Delivery,
+    Event,
+    LinkAction,
+    Message,
     NotificationPreference,
     Reminder,
     ReminderState,
 )
-from scheduling.models import UPCOMING_STATUSES, Appointment
+from scheduling import services as scheduling_services
+from scheduling.ics import appointment_ics, ics_filename
+from scheduling.models import UPCOMING_STATUSES, Appointment, AppointmentEventKind
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +70,11 @@ CLAIM_LEASE = timedelta(minutes=10)  # longer than CELERY_TASK_TIME_LIMIT
 QUEUE_LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 3
 SWEEP_BATCH = 1000
-LANGUAGES = ("ru", "en")
+LINK_SALT = "notifications.action-link"
+LINK_MAX_AGE = timedelta(days=14)  # the signer's cap; the row expires at the start
 
 
-# --- Helpers -----------------------------------------------------------------------------
+# --- Preferences and recipients ---------------------------------------------------------
 
 
 def reminder_offsets() -> list[float]:
@@ -79,41 +103,59 @@ def preference_for(user) -> NotificationPreference:  # noqa: ANN001
 
 def message_language(user, preference: NotificationPreference) -> str:  # noqa: ANN001
     language = preference.language or getattr(user, "language", "") or "ru"
-    return language if language in LANGUAGES else "ru"
+    return language if language in compose.LANGUAGES else "ru"
 
 
-def enabled_channels(appointment: Appointment) -> list[str]:
-    user = appointment.patient.user
+def _phone_of(user) -> str:  # noqa: ANN001
+    profile = getattr(user, "patient_profile", None)
+    return getattr(profile, "phone", "") or ""
+
+
+def user_channels(user) -> list[str]:  # noqa: ANN001
     preference = preference_for(user)
     channels = []
     if preference.email_enabled and user.email:
         channels.append(Channel.EMAIL)
-    if preference.sms_enabled and appointment.patient.phone:
+    if preference.sms_enabled and _phone_of(user):
         channels.append(Channel.SMS)
     return channels
 
 
-def reminder_message(appointment: Appointment, *, language: str) -> Outgoing:
-    location = appointment.location
-    local = appointment.starts_at.astimezone(location.tzinfo)
-    with translation.override(language):
-        context = {
-            "clinic": settings.CLINIC_NAME,
-            "date": formats.date_format(local, "j E Y"),
-            "time": local.strftime("%H:%M"),
-            "zone": location.time_zone,
-            "address": location.address,
-            "link": settings.SITE_URL.rstrip("/") + reverse("scheduling:my_appointments"),
-        }
-        folder = "notifications/reminder"
-        return Outgoing(
-            subject=render_to_string(f"{folder}/subject_{language}.txt", context).strip(),
-            body=render_to_string(f"{folder}/body_{language}.txt", context),
-            sms_text=render_to_string(f"{folder}/sms_{language}.txt", context).strip(),
+def enabled_channels(appointment: Appointment) -> list[str]:
+    return user_channels(appointment.patient.user)
+
+
+def preference_update(
+    *,
+    by,
+    email_enabled: bool,
+    sms_enabled: bool,
+    language: str,  # noqa: ANN001
+) -> NotificationPreference:
+    """The user's own channels and language of messages. At least one channel stays on:
+    reminders are how patients learn of a change by the clinic."""
+    with transaction.atomic():
+        preference, _created = NotificationPreference.objects.select_for_update().get_or_create(
+            user=by
         )
+        preference.email_enabled = email_enabled or not sms_enabled
+        preference.sms_enabled = sms_enabled
+        preference.language = language if language in compose.LANGUAGES else ""
+        preference.save()
+        audit_record(
+            actor=by,
+            action=AuditAction.CHANGE,
+            obj=preference,
+            detail={
+                "email": preference.email_enabled,
+                "sms": preference.sms_enabled,
+                "language": preference.language,
+            },
+        )
+    return preference
 
 
-# --- Services ----------------------------------------------------------------------------
+# --- Reminders ---------------------------------------------------------------------------
 
 
 def reminders_schedule_for(*, appointment_id: int, now: datetime | None = None) -> list[Reminder]:
@@ -173,10 +215,15 @@ def _reset(row: Reminder, *, start: datetime, due_at: datetime) -> None:
 
 
 def reminders_revoke_for(*, appointment_id: int) -> int:
-    """Pending, queued and retrying reminders of the appointment are revoked."""
+    """Pending, queued and retrying reminders of the appointment are revoked, and the
+    action links already sent for it stop working."""
+    now = timezone.now()
     with transaction.atomic():
+        ActionLink.objects.filter(appointment_id=appointment_id, used_at__isnull=True).update(
+            expires_at=now
+        )
         return Reminder.objects.filter(appointment_id=appointment_id, state__in=OPEN_STATES).update(
-            state=ReminderState.REVOKED, updated_at=timezone.now()
+            state=ReminderState.REVOKED, updated_at=now
         )
 
 
@@ -185,7 +232,180 @@ def reminders_sweep(*, now: datetime | None = None) -> int:
     `notifications.send_reminder` after this transaction commits."""
     from notifications.tasks import send_reminder
 
-    now = now or timezone.now()
+    return _sweep(Reminder, send_reminder, now=now or timezone.now())
+
+
+def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
+    """Send one reminder at most once. Returns the outcome (a state, or "busy" when
+    another worker holds or has claimed it, or "not_due")."""
+    return _send(
+        Reminder,
+        reminder_id,
+        now=now or timezone.now(),
+        related=("appointment__patient__user", "appointment__location"),
+        prepare=_prepare_reminder,
+    )
+
+
+def _prepare_reminder(reminder: Reminder, now: datetime) -> _Ready:
+    appointment = reminder.appointment
+    if (
+        appointment.status not in UPCOMING_STATUSES
+        or appointment.starts_at != reminder.appointment_starts_at
+        or reminder.channel not in enabled_channels(appointment)
+    ):
+        raise _Stop(ReminderState.REVOKED)
+    if appointment.starts_at - now < late_cutoff(reminder.kind):
+        raise _Stop(ReminderState.SKIPPED_LATE, "late")
+    user = appointment.patient.user
+    language = message_language(user, preference_for(user))
+    links = action_links_issue(appointment=appointment, now=now)
+    message = compose.reminder_message(appointment, language=language, links=links)
+    return _Ready(
+        user=user,
+        address=user.email if reminder.channel == Channel.EMAIL else appointment.patient.phone,
+        message=_with_message_id(message, f"reminder-{reminder.pk}-{reminder.attempts}"),
+    )
+
+
+# --- Event messages ----------------------------------------------------------------------
+
+
+def notification_send(
+    *,
+    user_id: int,
+    event: str,
+    object_type: str = "",
+    object_id: int | None = None,
+    link: str = "",
+    key: str = "",
+) -> list[Message]:
+    """Queue a message about `event` to a user through each channel they chose.
+
+    The one entry point for every app's events (results ready, a prescription's new
+    status, a receipt...). Call it inside the transaction that makes the event true:
+    the rows commit with it and are sent once it commits (and by the sweep, if the
+    broker is away). Idempotent by `key` (default: event and object): a retried caller
+    queues nothing twice. `link` is for a page outside the portal (a fiscal receipt);
+    portal pages come from notifications/texts.py.
+    """
+    from django.contrib.auth import get_user_model
+
+    if event not in Event.values:
+        raise ValueError(f"unknown event {event!r}")
+    key = (key or f"{event}:{object_type}:{object_id}")[:120]
+    with transaction.atomic():
+        user = get_user_model().objects.select_related("patient_profile").get(pk=user_id)
+        rows = []
+        for channel in user_channels(user) or [Channel.EMAIL]:
+            row, created = Message.objects.get_or_create(
+                dedupe_key=key,
+                channel=channel,
+                defaults={
+                    "user": user,
+                    "event": event,
+                    "object_type": object_type,
+                    "object_id": object_id,
+                    "link": link,
+                },
+            )
+            if created:
+                rows.append(row)
+        if rows:
+            from notifications.tasks import send_message
+
+            ids = [row.pk for row in rows]
+            transaction.on_commit(lambda: _enqueue(send_message, ids))
+    return rows
+
+
+def messages_sweep(*, now: datetime | None = None) -> int:
+    from notifications.tasks import send_message
+
+    return _sweep(Message, send_message, now=now or timezone.now())
+
+
+def message_send(*, message_id: int, now: datetime | None = None) -> str:
+    return _send(
+        Message,
+        message_id,
+        now=now or timezone.now(),
+        related=("user__patient_profile",),
+        prepare=_prepare_message,
+    )
+
+
+def _prepare_message(row: Message, now: datetime) -> _Ready:
+    user = row.user
+    if not user.is_active:
+        raise _Stop(ReminderState.REVOKED, "inactive")
+    appointment = None
+    attachments: tuple[Attachment, ...] = ()
+    if row.object_type == "appointment" and row.object_id:
+        appointment = (
+            Appointment.objects.select_related("location").filter(pk=row.object_id).first()
+        )
+        if appointment is None:
+            raise _Stop(ReminderState.REVOKED, "gone")
+        if row.event in (Event.BOOKING_CONFIRMED, Event.APPOINTMENT_MOVED):
+            if appointment.status not in UPCOMING_STATUSES:
+                raise _Stop(ReminderState.REVOKED, "not-upcoming")
+            language = message_language(user, preference_for(user))
+            if row.channel == Channel.EMAIL:
+                sequence = appointment.events.filter(kind=AppointmentEventKind.MOVED).count()
+                attachments = (
+                    Attachment(
+                        ics_filename(appointment),
+                        appointment_ics(appointment, language=language, sequence=sequence),
+                        "text/calendar; charset=utf-8; method=PUBLISH",
+                    ),
+                )
+    language = message_language(user, preference_for(user))
+    message = compose.event_message(
+        row.event,
+        language=language,
+        appointment=appointment,
+        link=row.link,
+        attachments=attachments,
+    )
+    return _Ready(
+        user=user,
+        address=user.email if row.channel == Channel.EMAIL else _phone_of(user),
+        message=_with_message_id(message, f"message-{row.pk}-{row.attempts}"),
+    )
+
+
+# --- Sending, shared by reminders and messages --------------------------------------------
+
+
+class _Stop(Exception):
+    """The row is finished without sending (revoked, late...)."""
+
+    def __init__(self, state: str, error: str = "") -> None:
+        super().__init__(state)
+        self.state = state
+        self.error = error
+
+
+class _Ready:
+    def __init__(self, *, user, address: str, message: Outgoing) -> None:  # noqa: ANN001
+        self.user = user
+        self.address = address
+        self.message = message
+
+
+def _with_message_id(message: Outgoing, ident: str) -> Outgoing:
+    domain = settings.SITE_URL.split("//", 1)[-1].split("/", 1)[0].split(":", 1)[0] or "clinic"
+    return Outgoing(
+        subject=message.subject,
+        body=message.body,
+        sms_text=message.sms_text,
+        attachments=message.attachments,
+        message_id=f"<{ident}@{domain}>",
+    )
+
+
+def _sweep(model: type[Delivery], task, *, now: datetime) -> int:  # noqa: ANN001
     due = Q(state__in=(ReminderState.PENDING, ReminderState.RETRIED), due_at__lte=now)
     lost = Q(state=ReminderState.QUEUED) & (
         Q(claimed_at__isnull=True, queued_at__lt=now - QUEUE_LEASE)
@@ -193,22 +413,22 @@ def reminders_sweep(*, now: datetime | None = None) -> int:
     )
     with transaction.atomic():
         ids = list(
-            Reminder.objects.select_for_update(skip_locked=True)
+            model.objects.select_for_update(skip_locked=True)
             .filter(due | lost)
             .order_by("due_at")
             .values_list("pk", flat=True)[:SWEEP_BATCH]
         )
-        Reminder.objects.filter(pk__in=ids).update(
+        model.objects.filter(pk__in=ids).update(
             state=ReminderState.QUEUED, queued_at=now, updated_at=now
         )
-        transaction.on_commit(lambda: _enqueue(send_reminder, ids))
+        transaction.on_commit(lambda: _enqueue(task, ids))
     return len(ids)
 
 
 def _enqueue(task, ids: list[int]) -> None:  # noqa: ANN001
     """Publish one message per row; stop at the first failure (the broker is down, and
-    each further attempt would wait out kombu's retries). The rows stay "queued" and the
-    sweep queues them again after QUEUE_LEASE."""
+    each further attempt would wait out kombu's retries). The rows stay as they are and
+    the sweep queues them again (pending rows at once, queued ones after QUEUE_LEASE)."""
     for row_id in ids:
         try:
             task.delay(row_id)
@@ -217,83 +437,82 @@ def _enqueue(task, ids: list[int]) -> None:  # noqa: ANN001
             return
 
 
-def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
-    """Send one reminder at most once. Returns the outcome (a state, or "busy" when
-    another worker holds or has claimed it, or "done" when nothing is left to do)."""
-    now = now or timezone.now()
+def _send(
+    model: type[Delivery],
+    row_id: int,
+    *,
+    now: datetime,
+    related: tuple[str, ...],
+    prepare: Callable[[Delivery, datetime], _Ready],
+) -> str:
     with transaction.atomic():
-        reminder = (
-            Reminder.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("appointment__patient__user", "appointment__location")
-            .filter(pk=reminder_id, state__in=OPEN_STATES)
+        row = (
+            model.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related(*related)
+            .filter(pk=row_id, state__in=OPEN_STATES)
             .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_LEASE))
             .first()
         )
-        if reminder is None:
+        if row is None:
             return "busy"
-        if reminder.due_at > now:
+        if row.due_at > now:
             return "not_due"
-        appointment = reminder.appointment
-        if (
-            appointment.status not in UPCOMING_STATUSES
-            or appointment.starts_at != reminder.appointment_starts_at
-            or reminder.channel not in enabled_channels(appointment)
-        ):
-            return _finish(reminder, state=ReminderState.REVOKED)
-        if appointment.starts_at - now < late_cutoff(reminder.kind):
-            return _finish(reminder, state=ReminderState.SKIPPED_LATE, error="late")
-        reminder.claimed_at = now
-        reminder.attempts += 1
-        reminder.save(update_fields=["claimed_at", "attempts", "updated_at"])
-        user = appointment.patient.user
-        language = message_language(user, preference_for(user))
-        message = reminder_message(appointment, language=language)
-        address = user.email if reminder.channel == Channel.EMAIL else appointment.patient.phone
+        row.attempts += 1
+        try:
+            ready = prepare(row, now)
+        except _Stop as stop:
+            return _finish(row, state=stop.state, error=stop.error)
+        row.claimed_at = now
+        row.save(update_fields=["claimed_at", "attempts", "updated_at"])
     # The claim is committed: from here on no other worker sends this row.
     try:
-        provider_id = channel_for(reminder.channel).send(to=address, message=message)
+        provider_id = channel_for(row.channel).send(to=ready.address, message=ready.message)
     except ChannelError as exc:
-        return _failed(reminder, exc, email=user.email, message=message)
+        return _failed(row, exc, email=ready.user.email, message=ready.message)
     return _finish(
-        reminder,
+        row,
         state=ReminderState.SENT,
-        sent_channel=reminder.channel,
+        sent_channel=row.channel,
         provider_message_id=provider_id,
     )
 
 
-def _failed(reminder: Reminder, exc: ChannelError, *, email: str, message: Outgoing) -> str:
-    if not exc.permanent and reminder.attempts < MAX_ATTEMPTS:
-        return _finish(
-            reminder,
-            state=ReminderState.RETRIED,
-            error=exc.code,
-            due_at=timezone.now() + timedelta(minutes=2**reminder.attempts),
-            claimed_at=None,
-        )
-    if reminder.channel != Channel.SMS:
-        return _finish(reminder, state=ReminderState.FAILED, error=exc.code)
-    # SMS failed for good: fall back to email. If an email row of the same kind is on its
-    # way, it carries the reminder; otherwise send the email from this row.
-    sibling_covers = (
-        Reminder.objects.filter(
-            appointment_id=reminder.appointment_id,
-            kind=reminder.kind,
-            channel=Channel.EMAIL,
-        )
+def _email_sibling_covers(row: Delivery) -> bool:
+    """Another row of the same reminder or message goes out by email."""
+    if isinstance(row, Reminder):
+        siblings = Reminder.objects.filter(appointment_id=row.appointment_id, kind=row.kind)
+    else:
+        siblings = Message.objects.filter(dedupe_key=row.dedupe_key)
+    return (
+        siblings.filter(channel=Channel.EMAIL)
         .exclude(
             state__in=(ReminderState.REVOKED, ReminderState.SKIPPED_LATE, ReminderState.FAILED)
         )
         .exists()
     )
-    if sibling_covers:
-        return _finish(reminder, state=ReminderState.FELL_BACK, error=exc.code)
+
+
+def _failed(row: Delivery, exc: ChannelError, *, email: str, message: Outgoing) -> str:
+    if not exc.permanent and row.attempts < MAX_ATTEMPTS:
+        return _finish(
+            row,
+            state=ReminderState.RETRIED,
+            error=exc.code,
+            due_at=timezone.now() + timedelta(minutes=2**row.attempts),
+            claimed_at=None,
+        )
+    if row.channel != Channel.SMS:
+        return _finish(row, state=ReminderState.FAILED, error=exc.code)
+    # SMS failed for good: fall back to email. If an email row of the same reminder or
+    # message is on its way, it carries it; otherwise send the email from this row.
+    if _email_sibling_covers(row):
+        return _finish(row, state=ReminderState.FELL_BACK, error=exc.code)
     try:
         provider_id = EmailChannel().send(to=email, message=message)
     except ChannelError as email_exc:
-        return _finish(reminder, state=ReminderState.FAILED, error=f"{exc.code};{email_exc.code}")
+        return _finish(row, state=ReminderState.FAILED, error=f"{exc.code};{email_exc.code}")
     return _finish(
-        reminder,
+        row,
         state=ReminderState.FELL_BACK,
         error=exc.code,
         sent_channel=Channel.EMAIL,
@@ -301,11 +520,161 @@ def _failed(reminder: Reminder, exc: ChannelError, *, email: str, message: Outgo
     )
 
 
-def _finish(reminder: Reminder, *, state: str, error: str = "", **fields: object) -> str:
+def _finish(row: Model, *, state: str, error: str = "", **fields: object) -> str:
     now = timezone.now()
     if fields.get("sent_channel"):
         fields["sent_at"] = now
-    Reminder.objects.filter(pk=reminder.pk).update(
+    type(row).objects.filter(pk=row.pk).update(
         state=state, last_error=error[:120], updated_at=now, **fields
     )
     return state
+
+
+# --- Action links --------------------------------------------------------------------------
+
+
+class LinkProblem(Exception):
+    """Why a link cannot be used. `reason`: invalid, expired, used, not_yours, closed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=LINK_SALT, sep=".")
+
+
+def _token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def action_links_issue(*, appointment: Appointment, now: datetime | None = None) -> dict[str, str]:
+    """Three links (confirm, reschedule, cancel) for one reminder, as absolute URLs. Runs
+    inside the sender's transaction: the rows commit with the claim."""
+    now = now or timezone.now()
+    group = uuid.uuid4()
+    urls = {}
+    for action in LinkAction.values:
+        raw = secrets.token_urlsafe(16)
+        ActionLink.objects.create(
+            token_hash=_token_hash(raw),
+            appointment=appointment,
+            action=action,
+            group=group,
+            appointment_starts_at=appointment.starts_at,
+            expires_at=appointment.starts_at,
+            created_at=now,
+        )
+        token = _signer().sign(raw)
+        urls[action] = compose.absolute(reverse("notifications:action_link", args=[token]))
+    return urls
+
+
+def action_link_resolve(token: str, *, now: datetime | None = None) -> ActionLink:
+    """The link behind a token, or LinkProblem. Reads only."""
+    now = now or timezone.now()
+    try:
+        raw = _signer().unsign(token, max_age=LINK_MAX_AGE)
+    except signing.SignatureExpired as exc:
+        raise LinkProblem("expired") from exc
+    except signing.BadSignature as exc:
+        raise LinkProblem("invalid") from exc
+    link = (
+        ActionLink.objects.select_related(
+            "appointment__patient__user", "appointment__location", "appointment__consultation_type"
+        )
+        .filter(token_hash=_token_hash(raw))
+        .first()
+    )
+    if link is None:
+        raise LinkProblem("invalid")
+    _check_usable(link, now=now)
+    return link
+
+
+def _check_usable(link: ActionLink, *, now: datetime) -> None:
+    if link.used_at is not None:
+        raise LinkProblem("used")
+    if link.expires_at <= now:
+        raise LinkProblem("expired")
+    appointment = link.appointment
+    if (
+        appointment.status not in UPCOMING_STATUSES
+        or appointment.starts_at != link.appointment_starts_at
+    ):
+        raise LinkProblem("closed")
+
+
+def _use(token: str, *, now: datetime) -> ActionLink:
+    """Lock the link's row and mark it used (inside the caller's transaction)."""
+    found = action_link_resolve(token, now=now)
+    link = (
+        ActionLink.objects.select_for_update()
+        .select_related("appointment__patient__user", "appointment__location")
+        .get(pk=found.pk)
+    )
+    _check_usable(link, now=now)  # again, under the lock: a second click waits and fails
+    link.used_at = now
+    link.save(update_fields=["used_at"])
+    return link
+
+
+def _record_use(link: ActionLink, *, by) -> None:  # noqa: ANN001
+    audit_record(
+        actor=by,
+        action=AuditAction.CHANGE,
+        obj=link,
+        patient=link.appointment.patient.user,
+        detail={"action": link.action, "appointment": link.appointment_id},
+    )
+
+
+def action_link_confirm(*, token: str, now: datetime | None = None) -> Appointment:
+    """Confirm attendance from a reminder, without signing in: the link stands in for
+    the patient (it reached their own inbox or phone)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        link = _use(token, now=now)
+        if link.action != LinkAction.CONFIRM:
+            raise LinkProblem("invalid")
+        patient = link.appointment.patient.user
+        appointment = link.appointment
+        if appointment.status != "confirmed":
+            appointment = scheduling_services.appointment_set_status(
+                by=patient, appointment=appointment, status="confirmed"
+            )
+        _record_use(link, by=patient)
+    return appointment
+
+
+def action_link_cancel(*, token: str, now: datetime | None = None) -> Appointment:
+    """Cancel under the clinic's policy (the page showed it and asked again). Using it
+    also closes the other links of the same reminder."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        link = _use(token, now=now)
+        if link.action != LinkAction.CANCEL:
+            raise LinkProblem("invalid")
+        patient = link.appointment.patient.user
+        appointment = scheduling_services.appointment_cancel(
+            by=patient, appointment=link.appointment, reason="cancelled from a reminder link"
+        )
+        ActionLink.objects.filter(group=link.group, used_at__isnull=True).update(used_at=now)
+        _record_use(link, by=patient)
+    return appointment
+
+
+def action_link_reschedule(*, by, token: str, now: datetime | None = None) -> Appointment:  # noqa: ANN001
+    """Open the move page for the signed-in patient the appointment belongs to. Anyone
+    else signed in is told the link is not theirs, and the link stays unused."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        found = action_link_resolve(token, now=now)
+        if found.action != LinkAction.RESCHEDULE:
+            raise LinkProblem("invalid")
+        if found.appointment.patient.user_id != by.pk:
+            raise LinkProblem("not_yours")
+        link = _use(token, now=now)
+        _record_use(link, by=by)
+    return link.appointment

@@ -1,4 +1,4 @@
-"""Thin tasks: take ids, call a service. The sweep finds work in PostgreSQL, so a lost
+"""Thin tasks: take ids, call a service. The sweeps find work in PostgreSQL, so a lost
 message is picked up by the next run."""
 
 from celery import shared_task
@@ -11,6 +11,15 @@ def send_reminder(reminder_id: int) -> str:
     return services.reminder_send(reminder_id=reminder_id)
 
 
+@shared_task(name="notifications.send_message", acks_late=True)
+def send_message(message_id: int) -> str:
+    return services.message_send(message_id=message_id)
+
+
 @shared_task(name="notifications.sweep_reminders")
-def sweep_reminders() -> int:
-    return services.reminders_sweep()
+def sweep_reminders() -> dict[str, int]:
+    """Beat, every minute: reminders and event messages that are due or were lost."""
+    return {
+        "reminders": services.reminders_sweep(),
+        "messages": services.messages_sweep(),
+    }

@@ -8,9 +8,9 @@ class SchedulingConfig(AppConfig):
     verbose_name = _("Scheduling")
 
     def ready(self) -> None:
-        # Scheduling's own reactions to its hooks: the booking confirmation email and
-        # offering freed slots to the waitlist. Higher apps register theirs the same way.
-        from scheduling import emails, waitlist
+        # Scheduling's own reaction to its hooks: offering freed slots to the waitlist.
+        # Higher apps (notifications: confirmations and reminders) register theirs the
+        # same way.
+        from scheduling import waitlist
 
-        emails.connect()
         waitlist.connect()

@@ -35,6 +35,10 @@ class Hook:
         for handler in list(self.handlers):
             handler(**kwargs)
 
+    def collect(self, **kwargs: Any) -> list[Any]:
+        """Every handler's answer, in order (for hooks that ask rather than tell)."""
+        return [handler(**kwargs) for handler in list(self.handlers)]
+
     def fire_on_commit(self, **kwargs: Any) -> None:
         for handler in list(self.handlers):
             transaction.on_commit(lambda h=handler: h(**kwargs))
@@ -50,5 +54,10 @@ appointment_rescheduled = Hook("appointment_rescheduled")
 # previous_status=str, status=str
 appointment_status_changed = Hook("appointment_status_changed")
 appointment_hold_released = Hook("appointment_hold_released")
-# offer_id=...
+# offer_id=... (inside the offering transaction)
 waitlist_offer_made = Hook("waitlist_offer_made")
+
+# Asked, not told: user=, appointment=, audience="patient"|"staff"; each handler returns
+# an HTML section (rendered with the app's own template, already escaped) or "" for the
+# appointment's page. Lets higher apps show their state (reminders sent, payment) there.
+appointment_page_sections = Hook("appointment_page_sections")

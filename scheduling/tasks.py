@@ -11,6 +11,6 @@ def release_expired_holds() -> int:
     return len(services.release_expired_holds())
 
 
-# Tasks of the booking flow and of the waitlist live in their own modules; importing
-# them here lets Celery's autodiscovery (which reads tasks.py) register them.
-from scheduling import tasks_booking, tasks_waitlist  # noqa: E402, F401
+# The waitlist's tasks live in their own module; importing it here lets Celery's
+# autodiscovery (which reads tasks.py) register them.
+from scheduling import tasks_waitlist  # noqa: E402, F401

@@ -10,8 +10,9 @@ How a freed slot travels:
    that doctor, or for that doctor's specialty, whose `wanted_before` is after the slot,
    whose patient has nothing else booked at that time and that was never offered this
    slot, gets the slot held for them (`appointment_hold`, source "waitlist", 15 minutes)
-   and an OPEN offer; the entry becomes OFFERED; `hooks.waitlist_offer_made` fires on
-   commit (notifications deliver it; until then it shows on the patient's waitlist page).
+   and an OPEN offer; the entry becomes OFFERED; `hooks.waitlist_offer_made` fires in
+   the same transaction (notifications write the message row with the offer; it also
+   shows on the patient's waitlist page).
 3. Accepting books the held appointment. Declining cancels it, which frees the slot
    again, so the next in line gets it. An offer nobody answers expires with its hold
    (`expire_waitlist_offers`, every minute); the released hold frees the slot, so the
@@ -282,7 +283,7 @@ def waitlist_offer_next(
                 patient=entry.patient.user,
                 detail={"entry": entry.pk, "appointment": appointment.pk},
             )
-            hooks.waitlist_offer_made.fire_on_commit(offer_id=offer.pk)
+            hooks.waitlist_offer_made.fire(offer_id=offer.pk)
             return offer
     return None
 

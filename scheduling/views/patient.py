@@ -30,7 +30,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.models import PatientProfile, Role, User
 from audit.models import AuditAction
 from audit.services import audit_record
-from scheduling import ics, services
+from scheduling import hooks, ics, services
 from scheduling.availability import Slot
 from scheduling.forms import (
     CancelForm,
@@ -486,6 +486,9 @@ def appointment_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "quote": quote,
         "free_until": when(quote.free_until, zone, "j E, H:i"),
         **_actions(appointment, quote, now),
+        "sections": hooks.appointment_page_sections.collect(
+            user=request.user, appointment=appointment, audience="patient"
+        ),
     }
     return render(request, "scheduling/patient/appointment_detail.html", context)
 

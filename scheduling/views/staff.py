@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import selectors as account_selectors
 from accounts.models import Role
-from scheduling import schedule, services
+from scheduling import hooks, schedule, services
 from scheduling.forms_staff import (
     BookingForm,
     CancelForm,
@@ -421,6 +421,9 @@ def appointment(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "cancel_form": CancelForm(),
         "quote": services.cancellation_quote(found, by=request.user),
         "day_url": _day_url(found.doctor_id, _appointment_day(found)),
+        "sections": hooks.appointment_page_sections.collect(
+            user=request.user, appointment=found, audience="staff"
+        ),
     }
     return render(request, "scheduling/staff/appointment.html", context)
 

@@ -1,0 +1,84 @@
+"""What each event's message says, in the recipient's language.
+
+Messages leave the portal, so they say only that something happened, when and where, and
+where to look (DESIGN.md rule 6): never a diagnosis, a result, a medication, a doctor's
+name or specialty, or the type of visit. tests/notifications check every event against
+canary words on a real SMTP server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from notifications.models import Event
+
+
+@dataclass(frozen=True)
+class EventText:
+    subject: Promise
+    line: Promise
+    # URL name of the portal page the message points to ("" when the link is external).
+    page: str
+
+
+EVENT_TEXTS: dict[str, EventText] = {
+    Event.BOOKING_CONFIRMED: EventText(
+        _("Your appointment at %(clinic)s is booked"),
+        _("Your appointment at %(clinic)s is booked."),
+        "scheduling:my_appointments",
+    ),
+    Event.APPOINTMENT_MOVED: EventText(
+        _("Your appointment at %(clinic)s has a new time"),
+        _("Your appointment at %(clinic)s has moved to a new time."),
+        "scheduling:my_appointments",
+    ),
+    Event.APPOINTMENT_CANCELLED: EventText(
+        _("Your appointment at %(clinic)s is cancelled"),
+        _(
+            "The clinic has cancelled your appointment. We apologise. "
+            "Open the portal to book another time."
+        ),
+        "scheduling:my_appointments",
+    ),
+    Event.WAITLIST_OFFER: EventText(
+        _("A time has become free at %(clinic)s"),
+        _(
+            "A time you were waiting for has become free. It is held for you for a short "
+            "while: open the portal to take it or let it go."
+        ),
+        "scheduling:waitlist",
+    ),
+    Event.RESULTS_READY: EventText(
+        _("Your results are ready"),
+        _("Your results are ready — open the portal."),
+        "home",
+    ),
+    Event.PRESCRIPTION_STATUS: EventText(
+        _("News about your prescription request"),
+        _("There is news about your prescription request — open the portal."),
+        "home",
+    ),
+    Event.FOLLOW_UP: EventText(
+        _("Time to book a follow-up visit"),
+        _("Your doctor invites you to a follow-up visit — open the portal to book a time."),
+        "scheduling:book",
+    ),
+    Event.PAYMENT_RECEIPT: EventText(
+        _("Your receipt from %(clinic)s"),
+        _("Thank you for your payment. Your receipt is at the link below."),
+        "",
+    ),
+    Event.DOCUMENT_READY: EventText(
+        _("A document is ready"),
+        _("A document you asked for is ready — open the portal."),
+        "home",
+    ),
+    Event.NEW_MESSAGE: EventText(
+        _("A new message from %(clinic)s"),
+        _("You have a new message from the clinic — open the portal to read it."),
+        "home",
+    ),
+}

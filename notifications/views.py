@@ -1,0 +1,121 @@
+"""Reminder action links (no sign-in for confirm and cancel) and message preferences."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from accounts.models import Role
+from accounts.views import _denied
+from notifications import services
+from notifications.compose import appointment_facts
+from notifications.forms import PreferenceForm
+from notifications.models import LinkAction
+from scheduling import services as scheduling_services
+
+PROBLEM_STATUS = {"invalid": 404, "not_yours": 404, "used": 410, "expired": 410, "closed": 410}
+
+
+def _problem(request: HttpRequest, problem: services.LinkProblem) -> HttpResponse:
+    texts = {
+        "invalid": _("This link is not valid. It may have been copied incompletely."),
+        "not_yours": _(
+            "This link belongs to another patient's appointment. Sign out and open it "
+            "again, or sign in with the account the reminder was sent to."
+        ),
+        "used": _("This link has already been used. Nothing was changed."),
+        "expired": _("This link has expired. Nothing was changed."),
+        "closed": _(
+            "This appointment has changed since the reminder was sent. Nothing was changed."
+        ),
+    }
+    response = render(
+        request,
+        "notifications/link_problem.html",
+        {"text": texts[problem.reason], "reason": problem.reason},
+        status=PROBLEM_STATUS[problem.reason],
+    )
+    return _private(response)
+
+
+def _private(response: HttpResponse) -> HttpResponse:
+    # The token is in the address: it must not travel on to another site as a Referer.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def action_link(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows what the link will do and asks (mail scanners that fetch links change
+    nothing); POST does it."""
+    try:
+        link = services.action_link_resolve(token)
+    except services.LinkProblem as problem:
+        return _problem(request, problem)
+    if link.action == LinkAction.RESCHEDULE:
+        return _reschedule(request, token)
+    appointment = link.appointment
+    context = {"link": link, "facts": appointment_facts(appointment)}
+    if link.action == LinkAction.CANCEL:
+        context["quote"] = scheduling_services.cancellation_quote(
+            appointment, by=appointment.patient.user
+        )
+    if request.method == "POST":
+        try:
+            if link.action == LinkAction.CONFIRM:
+                services.action_link_confirm(token=token)
+            else:
+                services.action_link_cancel(token=token)
+        except services.LinkProblem as problem:
+            return _problem(request, problem)
+        except (ValidationError, PermissionDenied) as exc:
+            context["error"] = " ".join(getattr(exc, "messages", [])) or _(
+                "This cannot be done online. Please call the clinic."
+            )
+            return _private(render(request, "notifications/link_action.html", context, status=409))
+        return _private(render(request, "notifications/link_done.html", context))
+    return _private(render(request, "notifications/link_action.html", context))
+
+
+def _reschedule(request: HttpRequest, token: str) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    try:
+        appointment = services.action_link_reschedule(by=request.user, token=token)
+    except services.LinkProblem as problem:
+        return _problem(request, problem)
+    return redirect("scheduling:appointment_reschedule", public_id=appointment.public_id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest) -> HttpResponse:
+    if request.user.role != Role.PATIENT:
+        raise _denied(request)
+    profile = getattr(request.user, "patient_profile", None)
+    has_phone = bool(profile and profile.phone)
+    preference = services.preference_for(request.user)
+    if request.method == "POST":
+        form = PreferenceForm(request.POST, has_phone=has_phone)
+        if form.is_valid():
+            services.preference_update(by=request.user, **form.cleaned_data)
+            messages.success(request, _("Your message settings are saved."))
+            return redirect("notifications:preferences")
+    else:
+        form = PreferenceForm(
+            initial={
+                "email_enabled": preference.email_enabled,
+                "sms_enabled": preference.sms_enabled,
+                "language": preference.language,
+            },
+            has_phone=has_phone,
+        )
+    return render(request, "notifications/preferences.html", {"form": form, "has_phone": has_phone})
