@@ -8,6 +8,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -62,6 +63,13 @@ def action_link(request: HttpRequest, token: str) -> HttpResponse:
         return _problem(request, problem)
     if link.action == LinkAction.RESCHEDULE:
         return _reschedule(request, token)
+    # The page speaks the language the reminder was written in.
+    patient = link.appointment.patient.user
+    with translation.override(services.message_language(patient, services.preference_for(patient))):
+        return _act(request, token, link)
+
+
+def _act(request: HttpRequest, token: str, link) -> HttpResponse:  # noqa: ANN001
     appointment = link.appointment
     context = {"link": link, "facts": appointment_facts(appointment)}
     if link.action == LinkAction.CANCEL:
