@@ -227,3 +227,63 @@ def can_act_on_ticket(user: Any, ticket: Any) -> bool:
     if can_run_queue(user, location=ticket.location):
         return True
     return _active(user) and user.role == Role.DOCTOR and ticket.doctor_id == user.pk
+
+
+# --- Records: visits and lab results (records asks these) -------------------------------
+# Reading one result or note is `can_view_clinical_item`; these decide who writes.
+
+
+def can_enter_lab_results(user: Any | None, profile: PatientProfile) -> bool:
+    """Results arrive from the laboratory through the MIS (the system: user None) or are
+    entered by a clinician in charge of the patient."""
+    if user is None:
+        return True
+    return has_care_relationship(user, profile)
+
+
+def can_review_lab_report(user: Any, report: Any) -> bool:
+    """Comment on a result and release it: a doctor with a care relationship to the
+    patient (not through break-glass, which is for reading in an emergency)."""
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and report.patient.user_id != user.pk
+        and has_care_relationship(user, report.patient)
+    )
+
+
+def can_release_lab_report(user: Any | None, report: Any) -> bool:
+    """The system releases results whose test needs no review; otherwise a reviewer."""
+    return user is None or can_review_lab_report(user, report)
+
+
+def can_use_review_queue(user: Any) -> bool:
+    return _active(user) and user.role == Role.DOCTOR
+
+
+def can_record_visit(user: Any | None, profile: PatientProfile) -> bool:
+    """Open or edit a visit: a doctor in charge of the patient (the system for imports)."""
+    if user is None:
+        return True
+    return _active(user) and user.role == Role.DOCTOR and has_care_relationship(user, profile)
+
+
+def can_release_visit(user: Any, visit: Any) -> bool:
+    """Sign a visit and release it to the patient: its own doctor, still in charge."""
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and visit.doctor_id == user.pk
+        and has_care_relationship(user, visit.patient)
+    )
+
+
+def can_write_visit_note(user: Any, profile: PatientProfile) -> bool:
+    """Doctors and nurses who may open the record (a doctor under break-glass too: the
+    note is recorded and flagged like the access)."""
+    return (
+        _active(user)
+        and user.role in {Role.DOCTOR, Role.NURSE}
+        and profile.user_id != user.pk
+        and can_view_patient_record(user, profile)
+    )

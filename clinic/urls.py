@@ -21,6 +21,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("portal/", include("accounts.urls")),
     path("", include("scheduling.urls")),
+    path("records/", include("records.urls")),
     path("", include("notifications.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -264,7 +264,9 @@ def _prepare_reminder(reminder: Reminder, now: datetime) -> _Ready:
     return _Ready(
         user=user,
         address=user.email if reminder.channel == Channel.EMAIL else appointment.patient.phone,
-        message=_with_message_id(message, f"reminder-{reminder.pk}-{reminder.attempts}"),
+        message=_with_message_id(
+            message, f"reminder-{reminder.pk}-{reminder.appointment_starts_at.timestamp():.0f}"
+        ),
     )
 
 
@@ -371,7 +373,7 @@ def _prepare_message(row: Message, now: datetime) -> _Ready:
     return _Ready(
         user=user,
         address=user.email if row.channel == Channel.EMAIL else _phone_of(user),
-        message=_with_message_id(message, f"message-{row.pk}-{row.attempts}"),
+        message=_with_message_id(message, f"message-{row.pk}"),
     )
 
 

@@ -8,6 +8,7 @@ from django.core.cache import cache
 
 from accounts.models import Role
 from tests import factories
+from tests.smtp import smtp_server  # noqa: F401 - the fixture, for every test
 
 
 def _clear_test_cache() -> None:

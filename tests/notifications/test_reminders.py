@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.db import connection
 from django.utils import timezone
 
-from notifications import services
+from notifications import compose, services
 from notifications.channels import EmailChannel
 from notifications.models import NotificationPreference, Reminder, ReminderState
 from scheduling import services as scheduling_services
@@ -136,7 +136,7 @@ def test_messages_carry_no_medical_content(book, mailoutbox, language):
     now = appointment.starts_at - timedelta(hours=23)
     assert services.reminder_send(reminder_id=row.pk, now=now) == ReminderState.SENT
     (email,) = mailoutbox
-    message = services.reminder_message(appointment, language=language)
+    message = compose.reminder_message(appointment, language=language)
     for text in (email.subject, email.body, message.sms_text):
         for forbidden in (
             "Кардиология",
@@ -150,7 +150,10 @@ def test_messages_carry_no_medical_content(book, mailoutbox, language):
     assert email.to == [patient.email]
     assert "Street 1" in email.body and "/appointments/" in email.body
     assert "Europe/Moscow" in email.body
-    assert ("У вас запись" if language == "ru" else "You have an appointment") in email.body
+    assert (
+        "Напоминаем о вашей записи" if language == "ru" else "reminder of your appointment"
+    ) in email.body
+    assert email.body.count("/r/") == 3  # confirm, reschedule, cancel
     local = appointment.starts_at.astimezone(appointment.location.tzinfo)
     assert local.strftime("%H:%M") in email.body
 

@@ -34,7 +34,7 @@ def test_sms_is_sent_through_sms_ru(book, fake_sms_ru, mailoutbox):
     (request,) = fake_sms_ru.requests
     assert request["api_id"] == "test-api-id" and request["json"] == "1"
     assert request["to"] == "79123456789"
-    assert "Street 1" in request["msg"] and "/appointments/" in request["msg"]
+    assert "Street 1" in request["msg"] and "/r/" in request["msg"]  # the confirm link
     # The number and the text travel in the POST body, not in the URL.
     assert fake_sms_ru.paths == ["/sms/send"]
     row.refresh_from_db()
