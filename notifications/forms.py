@@ -34,3 +34,18 @@ class PreferenceForm(forms.Form):
                 _("Keep at least one channel on: it is how the clinic tells you of changes.")
             )
         return data
+
+
+class FollowUpForm(forms.Form):
+    weeks = forms.TypedChoiceField(
+        label=_("Send the invitation"),
+        coerce=int,
+        choices=[
+            (0, _("now")),
+            (1, _("in 1 week")),
+            (2, _("in 2 weeks")),
+            (4, _("in 4 weeks")),
+            (12, _("in 3 months")),
+            (26, _("in 6 months")),
+        ],
+    )

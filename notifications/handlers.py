@@ -103,9 +103,18 @@ def appointment_section(*, user, appointment, audience: str) -> str:  # noqa: AN
     from notifications.selectors import deliveries_for_appointment
 
     rows = deliveries_for_appointment(appointment=appointment)
+    from notifications.forms import FollowUpForm
+
+    follow_up = audience == "staff" and appointment.status == "completed"
     return render_to_string(
         "notifications/_deliveries.html",
-        {"deliveries": rows, "audience": audience, "zone": appointment.location.tzinfo},
+        {
+            "deliveries": rows,
+            "audience": audience,
+            "zone": appointment.location.tzinfo,
+            "appointment": appointment,
+            "follow_up_form": FollowUpForm() if follow_up else None,
+        },
     )
 
 

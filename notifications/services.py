@@ -30,10 +30,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Model, Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit.models import AuditAction
 from audit.services import audit_record
@@ -59,7 +61,12 @@ from notifications.models import (
 )
 from scheduling import services as scheduling_services
 from scheduling.ics import appointment_ics, ics_filename
-from scheduling.models import UPCOMING_STATUSES, Appointment, AppointmentEventKind
+from scheduling.models import (
+    UPCOMING_STATUSES,
+    Appointment,
+    AppointmentEventKind,
+    AppointmentStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +288,7 @@ def notification_send(
     object_id: int | None = None,
     link: str = "",
     key: str = "",
+    due_at: datetime | None = None,
 ) -> list[Message]:
     """Queue a message about `event` to a user through each channel they chose.
 
@@ -289,7 +297,8 @@ def notification_send(
     the rows commit with it and are sent once it commits (and by the sweep, if the
     broker is away). Idempotent by `key` (default: event and object): a retried caller
     queues nothing twice. `link` is for a page outside the portal (a fiscal receipt);
-    portal pages come from notifications/texts.py.
+    portal pages come from notifications/texts.py. `due_at` delays it (the sweep sends
+    it then).
     """
     from django.contrib.auth import get_user_model
 
@@ -309,11 +318,12 @@ def notification_send(
                     "object_type": object_type,
                     "object_id": object_id,
                     "link": link,
+                    "due_at": due_at or timezone.now(),
                 },
             )
             if created:
                 rows.append(row)
-        if rows:
+        if rows and due_at is None:
             from notifications.tasks import send_message
 
             ids = [row.pk for row in rows]
@@ -375,6 +385,32 @@ def _prepare_message(row: Message, now: datetime) -> _Ready:
         address=user.email if row.channel == Channel.EMAIL else _phone_of(user),
         message=_with_message_id(message, f"message-{row.pk}"),
     )
+
+
+def follow_up_invite(*, by, appointment: Appointment, weeks: int) -> list[Message]:  # noqa: ANN001
+    """The doctor (or reception) asks the patient to book a follow-up; the message goes
+    out in `weeks` weeks (0: now). One invitation per appointment."""
+    if weeks < 0 or weeks > 52:
+        raise ValidationError(_("Choose between 0 and 52 weeks."))
+    if appointment.status != AppointmentStatus.COMPLETED:
+        raise ValidationError(_("A follow-up can be arranged once the visit is completed."))
+    with transaction.atomic():
+        rows = notification_send(
+            user_id=appointment.patient.user_id,
+            event=Event.FOLLOW_UP,
+            object_type="appointment",
+            object_id=appointment.pk,
+            due_at=timezone.now() + timedelta(weeks=weeks) if weeks else None,
+        )
+        audit_record(
+            actor=by,
+            action=AuditAction.CREATE,
+            object_type="notifications.followup",
+            object_id=appointment.pk,
+            patient=appointment.patient.user,
+            detail={"weeks": weeks, "queued": bool(rows)},
+        )
+    return rows
 
 
 # --- Sending, shared by reminders and messages --------------------------------------------

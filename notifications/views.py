@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -17,9 +19,10 @@ from accounts.models import Role
 from accounts.views import _denied
 from notifications import services
 from notifications.compose import appointment_facts
-from notifications.forms import PreferenceForm
+from notifications.forms import FollowUpForm, PreferenceForm
 from notifications.models import LinkAction
 from scheduling import services as scheduling_services
+from scheduling.selectors import staff as staff_selectors
 
 PROBLEM_STATUS = {"invalid": 404, "not_yours": 404, "used": 410, "expired": 410, "closed": 410}
 
@@ -101,6 +104,32 @@ def _reschedule(request: HttpRequest, token: str) -> HttpResponse:
     except services.LinkProblem as problem:
         return _problem(request, problem)
     return redirect("scheduling:appointment_reschedule", public_id=appointment.public_id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def follow_up(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Staff: invite the patient of a completed visit to book a follow-up (the form is on
+    the staff appointment page; GET goes back there)."""
+    appointment = staff_selectors.appointment_get_for(request.user, public_id, purpose="status")
+    if request.method != "POST":
+        return redirect("scheduling:staff_appointment", public_id=appointment.public_id)
+    form = FollowUpForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose when to send the invitation. Nothing was changed."))
+    else:
+        try:
+            rows = services.follow_up_invite(
+                by=request.user, appointment=appointment, weeks=form.cleaned_data["weeks"]
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            if rows:
+                messages.success(request, _("The follow-up invitation is arranged."))
+            else:
+                messages.info(request, _("A follow-up invitation was already arranged."))
+    return redirect("scheduling:staff_appointment", public_id=appointment.public_id)
 
 
 @login_required

@@ -23,10 +23,10 @@ def book():
     """Book an appointment two days ahead at 09:00 Moscow time (both reminders due in
     the future); returns the appointment."""
 
-    def _book(*, patient=None, ctype_fields=None, hour: int = 9):
+    def _book(*, patient=None, ctype_fields=None, hour: int = 9, doctor=None):
         from scheduling import services
 
-        doctor = factories.make_staff(Role.DOCTOR)
+        doctor = doctor or factories.make_staff(Role.DOCTOR)
         factories.make_working_week(doctor)
         ctype = factories.make_consultation_type(doctor, **(ctype_fields or {}))
         patient = patient or factories.make_patient()

@@ -310,3 +310,43 @@ def test_due_messages_wait_for_their_time():
     Message.objects.filter(pk=row.pk).update(due_at=timezone.now() + timedelta(days=1))
     assert services.message_send(message_id=row.pk) == "not_due"
     assert mail.outbox == []
+
+
+def test_a_doctor_arranges_a_follow_up_invitation_for_later(book, client, login_staff):
+    doctor = factories.make_staff(Role.DOCTOR)
+    appointment = book(doctor=doctor)
+    url = reverse("notifications:follow_up", args=[appointment.public_id])
+    staff = login_staff(doctor)
+    staff.post(url, {"weeks": "4"})
+    assert not Message.objects.filter(event=Event.FOLLOW_UP).exists()  # visit not completed
+    for status in ("arrived", "in_progress", "completed"):
+        scheduling_services.appointment_set_status(by=None, appointment=appointment, status=status)
+    assert staff.post(url, {"weeks": "many"}).status_code == 302
+    assert not Message.objects.filter(event=Event.FOLLOW_UP).exists()
+    page = staff.post(url, {"weeks": "4"})
+    assert page.status_code == 302
+    (row,) = Message.objects.filter(event=Event.FOLLOW_UP)
+    assert row.user_id == appointment.patient.user_id
+    assert (
+        timedelta(weeks=4) - timedelta(minutes=5)
+        < row.due_at - timezone.now()
+        <= timedelta(weeks=4)
+    )
+    staff.post(url, {"weeks": "0"})
+    assert Message.objects.filter(event=Event.FOLLOW_UP).count() == 1  # once per visit
+    Message.objects.exclude(event=Event.FOLLOW_UP).delete()  # the booking confirmation
+    assert services.messages_sweep() == 0  # not due yet
+    assert services.messages_sweep(now=row.due_at + timedelta(seconds=1)) == 1
+
+
+def test_another_doctor_cannot_arrange_a_follow_up(book, login_staff):
+    appointment = book()
+    for status in ("arrived", "in_progress", "completed"):
+        scheduling_services.appointment_set_status(by=None, appointment=appointment, status=status)
+    stranger = factories.make_staff(Role.DOCTOR)
+    staff = login_staff(stranger)
+    page = staff.post(
+        reverse("notifications:follow_up", args=[appointment.public_id]), {"weeks": "0"}
+    )
+    assert page.status_code == 404
+    assert not Message.objects.filter(event=Event.FOLLOW_UP).exists()
