@@ -50,8 +50,9 @@ def _problem(request: HttpRequest, problem: services.LinkProblem) -> HttpRespons
 
 
 def _private(response: HttpResponse) -> HttpResponse:
-    # The token is in the address: it must not travel on to another site as a Referer.
-    response["Referrer-Policy"] = "no-referrer"
+    # The token is in the address: it must not travel on to another site as a Referer
+    # ("no-referrer" would also blank the Origin of our own form post, failing CSRF).
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -50,7 +50,7 @@ def test_confirm_works_without_sign_in_and_a_second_click_changes_nothing(book, 
     links = _remind(appointment)
     page = client.get(links["confirm"])
     assert page.status_code == 200 and "Yes, I will come" in page.content.decode()
-    assert page["Referrer-Policy"] == "no-referrer"
+    assert page["Referrer-Policy"] == "same-origin"
     assert _status(appointment) == AppointmentStatus.BOOKED  # looking changes nothing
     done = client.post(links["confirm"])
     assert done.status_code == 200 and "is confirmed" in done.content.decode()
