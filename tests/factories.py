@@ -17,7 +17,8 @@ _seq = itertools.count(1)
 
 def valid_snils(n: int | None = None) -> str:
     n = next(_seq) if n is None else n
-    first_nine = f"{300_000_000 + n * 104729:09d}"
+    # Stays nine digits however many patients a run makes (unique while gcd(step, span)=1).
+    first_nine = f"{100_000_000 + (200_000_000 + n * 104729) % 899_999_999:09d}"
     return format_snils(first_nine + f"{snils_checksum(first_nine):02d}")
 
 
