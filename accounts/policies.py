@@ -287,3 +287,164 @@ def can_write_visit_note(user: Any, profile: PatientProfile) -> bool:
         and profile.user_id != user.pk
         and can_view_patient_record(user, profile)
     )
+
+
+# --- Records: prescriptions, renewals, intake forms, vaccinations, care plans -----------
+# Reading them is `can_view_care_item` (a patient their own, everything of it; clinicians
+# who may open the record); these decide who acts.
+
+
+def can_view_care_item(user: Any, profile: PatientProfile) -> bool:
+    """A prescription, renewal request, vaccination or care plan: the patient their own;
+    doctors and nurses who may open the record (nurses: their department's patients);
+    never reception or administrators."""
+    return can_view_clinical_item(user, profile, released_to_patient=True, internal=False)
+
+
+def can_request_renewal(user: Any, prescription: Any) -> bool:
+    """Only the patient asks to renew their own prescription."""
+    return _is_own(user, prescription.patient)
+
+
+def can_use_renewal_queue(user: Any) -> bool:
+    return _active(user) and user.role == Role.DOCTOR
+
+
+def can_review_renewal(user: Any, renewal: Any) -> bool:
+    """Review, approve, reject and dispatch a renewal: a doctor in charge of the patient
+    (a care relationship, not break-glass), never for themselves."""
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and renewal.patient.user_id != user.pk
+        and has_care_relationship(user, renewal.patient)
+    )
+
+
+def can_prescribe(user: Any | None, profile: PatientProfile) -> bool:
+    """Write a prescription: a doctor in charge of the patient (the system for imports)."""
+    if user is None:
+        return True
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and profile.user_id != user.pk
+        and has_care_relationship(user, profile)
+    )
+
+
+def can_fill_intake_form(user: Any, appointment: Any) -> bool:
+    """The intake form of an appointment is filled by that appointment's patient."""
+    return _is_own(user, appointment.patient)
+
+
+def can_view_intake_form(user: Any, appointment: Any) -> bool:
+    """The patient their own; the appointment's doctor; doctors and nurses who may open
+    the patient's record. (Staff see the answers once the patient submits them.)"""
+    if _is_own(user, appointment.patient):
+        return True
+    if not _active(user) or user.role not in {Role.DOCTOR, Role.NURSE}:
+        return False
+    if user.role == Role.DOCTOR and appointment.doctor_id == user.pk:
+        return True
+    return can_view_care_item(user, appointment.patient)
+
+
+def can_record_vaccination(user: Any | None, profile: PatientProfile) -> bool:
+    """Doctors and nurses in charge of the patient (the system for imports)."""
+    if user is None:
+        return True
+    return (
+        _active(user)
+        and user.role in {Role.DOCTOR, Role.NURSE}
+        and profile.user_id != user.pk
+        and has_care_relationship(user, profile)
+    )
+
+
+def can_manage_care_plan(user: Any, profile: PatientProfile) -> bool:
+    """Create or change a care plan: a doctor in charge of the patient."""
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and profile.user_id != user.pk
+        and has_care_relationship(user, profile)
+    )
+
+
+# --- Records: documents, uploads and PDFs (records asks these) --------------------------
+
+
+def can_view_document(user: Any, document: Any) -> bool:
+    """A document of a record: the patient sees what was released to them and what they
+    uploaded themselves; clinicians who may open the record see every document."""
+    if _is_own(user, document.patient) and document.uploaded_by_id == user.pk:
+        return True
+    return can_view_clinical_item(
+        user, document.patient, released_to_patient=document.visible_to_patient, internal=False
+    )
+
+
+def can_upload_document(user: Any, profile: PatientProfile) -> bool:
+    """The patient to their own record; a doctor or nurse who may open it (to a visit),
+    never to their own record."""
+    if _is_own(user, profile):
+        return True
+    return (
+        _active(user)
+        and user.role in {Role.DOCTOR, Role.NURSE}
+        and profile.user_id != user.pk
+        and can_view_patient_record(user, profile)
+    )
+
+
+def can_use_upload_review_queue(user: Any) -> bool:
+    return _active(user) and user.role in {Role.DOCTOR, Role.NURSE}
+
+
+def can_review_document_upload(user: Any, document: Any) -> bool:
+    """Accept or reject a patient's upload: a doctor or nurse in charge of the patient
+    (a care relationship, not break-glass), never their own."""
+    return (
+        _active(user)
+        and user.role in {Role.DOCTOR, Role.NURSE}
+        and document.patient.user_id != user.pk
+        and has_care_relationship(user, document.patient)
+    )
+
+
+def can_issue_document(user: Any | None, profile: PatientProfile) -> bool:
+    """Write a referral, discharge summary, prescription or certificate: a doctor in
+    charge of the patient (the system for imports and demo data)."""
+    if user is None:
+        return True
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and profile.user_id != user.pk
+        and has_care_relationship(user, profile)
+    )
+
+
+def can_release_document(user: Any | None, document: Any) -> bool:
+    """Show a document to its patient: a doctor in charge of the patient (the system
+    for imports and demo data)."""
+    return can_issue_document(user, document.patient)
+
+
+def can_request_pdf(user: Any, profile: PatientProfile, *, released_to_patient: bool) -> bool:
+    """A PDF of a lab report or a visit: the patient of what was released to them;
+    clinicians who may open the record (a flagged access under break-glass)."""
+    if _is_own(user, profile):
+        return released_to_patient
+    return can_view_clinical_item(
+        user, profile, released_to_patient=released_to_patient, internal=False
+    )
+
+
+def can_revoke_document_verification(user: Any, document: Any) -> bool:
+    """Withdraw a printed PDF's validity: a doctor in charge of the patient, or an
+    administrator (who sees the code and its document's id, never its content)."""
+    if _active(user) and (user.role == Role.ADMIN or user.is_superuser):
+        return True
+    return can_issue_document(user, document.patient) and user is not None

@@ -22,6 +22,7 @@ urlpatterns = [
     path("portal/", include("accounts.urls")),
     path("", include("scheduling.urls")),
     path("records/", include("records.urls")),
+    path("verify/", include("records.urls_verify")),  # public check of a PDF's code
     path("", include("notifications.urls")),
     path("admin/", admin.site.urls),
 ]
