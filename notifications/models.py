@@ -132,6 +132,8 @@ class Event(models.TextChoices):
     FOLLOW_UP = "follow_up", _("Follow-up invitation")
     PAYMENT_RECEIPT = "payment_receipt", _("Payment receipt")
     DOCUMENT_READY = "document_ready", _("Document ready")
+    VISIT_SUMMARY = "visit_summary", _("Visit summary ready")
+    INTAKE_FORM = "intake_form", _("Intake form to fill in")
     NEW_MESSAGE = "new_message", _("New message from the clinic")
 
 

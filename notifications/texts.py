@@ -76,6 +76,19 @@ EVENT_TEXTS: dict[str, EventText] = {
         _("A document you asked for is ready — open the portal."),
         "home",
     ),
+    Event.VISIT_SUMMARY: EventText(
+        _("Your visit summary is ready"),
+        _("The summary of your visit is ready — open the portal."),
+        "home",
+    ),
+    Event.INTAKE_FORM: EventText(
+        _("Before your visit: a short form"),
+        _(
+            "Please fill in the short form before your visit — it saves time at the "
+            "appointment. Open the portal."
+        ),
+        "scheduling:my_appointments",
+    ),
     Event.NEW_MESSAGE: EventText(
         _("A new message from %(clinic)s"),
         _("You have a new message from the clinic — open the portal to read it."),
