@@ -33,9 +33,19 @@ def test_seed_demo_is_complete_and_idempotent(client):
     staff = User.objects.exclude(role=Role.PATIENT)
     assert Authenticator.objects.filter(user__in=staff, type="totp").count() == staff.count()
 
+    from records.models import LabReport, Prescription
+
+    released = LabReport.objects.filter(released_to_patient_at__isnull=False).count()
+    waiting = LabReport.objects.filter(released_to_patient_at__isnull=True).count()
+    assert released > 0 and waiting > 0  # results to read, and one for a doctor to review
+    prescriptions = Prescription.objects.count()
+    assert prescriptions > 0
+
     call_command("seed_demo", stdout=io.StringIO())
     assert User.objects.count() == sum(counts.values())
     assert PatientProfile.objects.count() == 40
+    assert LabReport.objects.count() == released + waiting
+    assert Prescription.objects.count() == prescriptions
 
     # The printed demo password opens a demo patient account.
     from django.conf import settings

@@ -159,6 +159,7 @@ class Command(BaseCommand):
         if not print_accounts:
             created = self._seed()
             schedule = self._seed_schedule()
+            schedule.update(self._seed_records())
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Demo data ready ({created} new accounts, "
@@ -167,6 +168,17 @@ class Command(BaseCommand):
                 )
             )
         self._print_accounts()
+
+    def _seed_records(self) -> dict[str, int]:
+        """Visits, lab results (some waiting for review), prescriptions, care plans,
+        vaccinations and documents for a few demo patients; idempotent like the rest."""
+        from records.demo import seed_records_demo
+        from records.demo_care import seed_care_demo
+
+        counts: dict[str, int] = {}
+        for seed in (seed_records_demo, seed_care_demo):
+            counts.update(seed())
+        return counts
 
     def _print_accounts(self) -> None:
         self.stdout.write(f"Demo accounts (password for all: {settings.DEMO_PASSWORD}):")
