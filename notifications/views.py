@@ -89,9 +89,11 @@ def _act(request: HttpRequest, token: str, link) -> HttpResponse:  # noqa: ANN00
         except services.LinkProblem as problem:
             return _problem(request, problem)
         except (ValidationError, PermissionDenied) as exc:
-            context["error"] = " ".join(getattr(exc, "messages", [])) or _(
+            error = " ".join(getattr(exc, "messages", [])) or _(
                 "This cannot be done online. Please call the clinic."
             )
+            unchanged = _("Nothing was changed.")
+            context["error"] = error if unchanged in error else f"{error} {unchanged}"
             return _private(render(request, "notifications/link_action.html", context, status=409))
         return _private(render(request, "notifications/link_done.html", context))
     return _private(render(request, "notifications/link_action.html", context))
