@@ -1,7 +1,8 @@
 """Composing messages: subject, email body and SMS text in the recipient's language.
 
 Only what DESIGN.md rule 6 allows goes in: the clinic, a date, a time with its zone, the
-location's address and phone, and a link. The appointment's doctor, specialty, type of
+location's address and phone, and a link. Not the location's name: a centre named after
+its specialty would say what the visit is about. The appointment's doctor, specialty, type of
 visit and notes are never read here.
 """
 

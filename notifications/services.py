@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -70,13 +71,21 @@ from scheduling.models import (
 
 logger = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(minutes=10)  # longer than CELERY_TASK_TIME_LIMIT
-# A row queued this long ago and not claimed lost its message (broker down, or the
-# message dropped): the sweep queues it again. A duplicate message is harmless, the
-# claim lets only one worker send.
-QUEUE_LEASE = timedelta(minutes=2)
+# Longer than the send tasks' hard time limit (SEND_TIME_LIMIT): a claim this old
+# belongs to a worker that died.
+SEND_TIME_LIMIT = 90
+CLAIM_LEASE = timedelta(seconds=2 * SEND_TIME_LIMIT)
+# A row queued this long ago and still not claimed lost its message (dropped by the
+# broker): the sweep queues it again. Publishing failures do not wait for it (`_enqueue`
+# puts those rows back at once); the lease only catches the rare silent loss, and is long
+# enough that a busy queue is not flooded with duplicates (under the broker's 1 h
+# visibility timeout).
+QUEUE_LEASE = timedelta(minutes=15)
 MAX_ATTEMPTS = 3
 SWEEP_BATCH = 1000
+# One sweep keeps taking batches while they come back full, for up to this long (beat
+# runs it every minute; more than a batch a minute may fall due).
+SWEEP_SECONDS = 45
 LINK_SALT = "notifications.action-link"
 LINK_MAX_AGE = timedelta(days=14)  # the signer's cap; the row expires at the start
 
@@ -118,8 +127,8 @@ def _phone_of(user) -> str:  # noqa: ANN001
     return getattr(profile, "phone", "") or ""
 
 
-def user_channels(user) -> list[str]:  # noqa: ANN001
-    preference = preference_for(user)
+def user_channels(user, preference: NotificationPreference | None = None) -> list[str]:  # noqa: ANN001
+    preference = preference or preference_for(user)
     channels = []
     if preference.email_enabled and user.email:
         channels.append(Channel.EMAIL)
@@ -256,16 +265,17 @@ def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
 
 def _prepare_reminder(reminder: Reminder, now: datetime) -> _Ready:
     appointment = reminder.appointment
+    user = appointment.patient.user
+    preference = preference_for(user)
     if (
         appointment.status not in UPCOMING_STATUSES
         or appointment.starts_at != reminder.appointment_starts_at
-        or reminder.channel not in enabled_channels(appointment)
+        or reminder.channel not in user_channels(user, preference)
     ):
         raise _Stop(ReminderState.REVOKED)
     if appointment.starts_at - now < late_cutoff(reminder.kind):
         raise _Stop(ReminderState.SKIPPED_LATE, "late")
-    user = appointment.patient.user
-    language = message_language(user, preference_for(user))
+    language = message_language(user, preference)
     links = action_links_issue(appointment=appointment, now=now)
     message = compose.reminder_message(appointment, language=language, links=links)
     return _Ready(
@@ -327,7 +337,7 @@ def notification_send(
             from notifications.tasks import send_message
 
             ids = [row.pk for row in rows]
-            transaction.on_commit(lambda: _enqueue(send_message, ids))
+            transaction.on_commit(lambda: _enqueue(send_message, ids, model=Message))
     return rows
 
 
@@ -351,6 +361,7 @@ def _prepare_message(row: Message, now: datetime) -> _Ready:
     user = row.user
     if not user.is_active:
         raise _Stop(ReminderState.REVOKED, "inactive")
+    language = message_language(user, preference_for(user))
     appointment = None
     attachments: tuple[Attachment, ...] = ()
     if row.object_type == "appointment" and row.object_id:
@@ -362,7 +373,6 @@ def _prepare_message(row: Message, now: datetime) -> _Ready:
         if row.event in (Event.BOOKING_CONFIRMED, Event.APPOINTMENT_MOVED):
             if appointment.status not in UPCOMING_STATUSES:
                 raise _Stop(ReminderState.REVOKED, "not-upcoming")
-            language = message_language(user, preference_for(user))
             if row.channel == Channel.EMAIL:
                 sequence = appointment.events.filter(kind=AppointmentEventKind.MOVED).count()
                 attachments = (
@@ -372,7 +382,6 @@ def _prepare_message(row: Message, now: datetime) -> _Ready:
                         "text/calendar; charset=utf-8; method=PUBLISH",
                     ),
                 )
-    language = message_language(user, preference_for(user))
     message = compose.event_message(
         row.event,
         language=language,
@@ -444,6 +453,16 @@ def _with_message_id(message: Outgoing, ident: str) -> Outgoing:
 
 
 def _sweep(model: type[Delivery], task, *, now: datetime) -> int:  # noqa: ANN001
+    started = time.monotonic()
+    total = 0
+    while True:
+        queued = _sweep_batch(model, task, now=now)
+        total += queued
+        if queued < SWEEP_BATCH or time.monotonic() - started > SWEEP_SECONDS:
+            return total
+
+
+def _sweep_batch(model: type[Delivery], task, *, now: datetime) -> int:  # noqa: ANN001
     due = Q(state__in=(ReminderState.PENDING, ReminderState.RETRIED), due_at__lte=now)
     lost = Q(state=ReminderState.QUEUED) & (
         Q(claimed_at__isnull=True, queued_at__lt=now - QUEUE_LEASE)
@@ -459,19 +478,23 @@ def _sweep(model: type[Delivery], task, *, now: datetime) -> int:  # noqa: ANN00
         model.objects.filter(pk__in=ids).update(
             state=ReminderState.QUEUED, queued_at=now, updated_at=now
         )
-        transaction.on_commit(lambda: _enqueue(task, ids))
+        transaction.on_commit(lambda: _enqueue(task, ids, model=model))
     return len(ids)
 
 
-def _enqueue(task, ids: list[int]) -> None:  # noqa: ANN001
+def _enqueue(task, ids: list[int], *, model: type[Delivery] | None = None) -> None:  # noqa: ANN001
     """Publish one message per row; stop at the first failure (the broker is down, and
-    each further attempt would wait out kombu's retries). The rows stay as they are and
-    the sweep queues them again (pending rows at once, queued ones after QUEUE_LEASE)."""
-    for row_id in ids:
+    each further attempt would wait out kombu's retries). Rows not published go back to
+    "pending" (unless a worker got to them), so the next sweep tries them again."""
+    for index, row_id in enumerate(ids):
         try:
             task.delay(row_id)
         except Exception:  # kombu raises OperationalError and others when the broker is gone
             logger.warning("broker unavailable: %s rows left for the next sweep", len(ids))
+            if model is not None:
+                model.objects.filter(
+                    pk__in=ids[index:], state=ReminderState.QUEUED, claimed_at__isnull=True
+                ).update(state=ReminderState.PENDING, queued_at=None, updated_at=timezone.now())
             return
 
 
@@ -574,9 +597,10 @@ def _finish(row: Model, *, state: str, error: str = "", **fields: object) -> str
 class LinkProblem(Exception):
     """Why a link cannot be used. `reason`: invalid, expired, used, not_yours, closed."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, link: ActionLink | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.link = link  # known when the token was genuine: its page speaks the patient's language
 
 
 def _signer() -> signing.TimestampSigner:
@@ -593,19 +617,23 @@ def action_links_issue(*, appointment: Appointment, now: datetime | None = None)
     now = now or timezone.now()
     group = uuid.uuid4()
     urls = {}
+    rows = []
     for action in LinkAction.values:
         raw = secrets.token_urlsafe(16)
-        ActionLink.objects.create(
-            token_hash=_token_hash(raw),
-            appointment=appointment,
-            action=action,
-            group=group,
-            appointment_starts_at=appointment.starts_at,
-            expires_at=appointment.starts_at,
-            created_at=now,
+        rows.append(
+            ActionLink(
+                token_hash=_token_hash(raw),
+                appointment=appointment,
+                action=action,
+                group=group,
+                appointment_starts_at=appointment.starts_at,
+                expires_at=appointment.starts_at,
+                created_at=now,
+            )
         )
         token = _signer().sign(raw)
         urls[action] = compose.absolute(reverse("notifications:action_link", args=[token]))
+    ActionLink.objects.bulk_create(rows)
     return urls
 
 
@@ -633,15 +661,15 @@ def action_link_resolve(token: str, *, now: datetime | None = None) -> ActionLin
 
 def _check_usable(link: ActionLink, *, now: datetime) -> None:
     if link.used_at is not None:
-        raise LinkProblem("used")
+        raise LinkProblem("used", link)
     if link.expires_at <= now:
-        raise LinkProblem("expired")
+        raise LinkProblem("expired", link)
     appointment = link.appointment
     if (
         appointment.status not in UPCOMING_STATUSES
         or appointment.starts_at != link.appointment_starts_at
     ):
-        raise LinkProblem("closed")
+        raise LinkProblem("closed", link)
 
 
 def _use(token: str, *, now: datetime) -> ActionLink:

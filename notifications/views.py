@@ -49,6 +49,19 @@ def _problem(request: HttpRequest, problem: services.LinkProblem) -> HttpRespons
     return _private(response)
 
 
+def _problem_page(request: HttpRequest, problem: services.LinkProblem) -> HttpResponse:
+    """In the patient's language when the token was genuine (a used or expired link);
+    otherwise in the visitor's."""
+    if problem.link is None:
+        return _problem(request, problem)
+    with translation.override(_language_of(problem.link.appointment.patient.user)):
+        return _problem(request, problem)
+
+
+def _language_of(user) -> str:  # noqa: ANN001
+    return services.message_language(user, services.preference_for(user))
+
+
 def _private(response: HttpResponse) -> HttpResponse:
     # The token is in the address: it must not travel on to another site as a Referer
     # ("no-referrer" would also blank the Origin of our own form post, failing CSRF).
@@ -64,12 +77,12 @@ def action_link(request: HttpRequest, token: str) -> HttpResponse:
     try:
         link = services.action_link_resolve(token)
     except services.LinkProblem as problem:
-        return _problem(request, problem)
+        return _problem_page(request, problem)
     if link.action == LinkAction.RESCHEDULE:
         return _reschedule(request, token)
     # The page speaks the language the reminder was written in.
     patient = link.appointment.patient.user
-    with translation.override(services.message_language(patient, services.preference_for(patient))):
+    with translation.override(_language_of(patient)):
         return _act(request, token, link)
 
 
@@ -105,7 +118,7 @@ def _reschedule(request: HttpRequest, token: str) -> HttpResponse:
     try:
         appointment = services.action_link_reschedule(by=request.user, token=token)
     except services.LinkProblem as problem:
-        return _problem(request, problem)
+        return _problem_page(request, problem)
     return redirect("scheduling:appointment_reschedule", public_id=appointment.public_id)
 
 

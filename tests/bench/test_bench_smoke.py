@@ -76,3 +76,51 @@ def test_booking_contention_runs_tiny_with_no_overlaps():
     assert figures["slot_taken"] == figures["requests"] - 2 > 0
     assert figures["baseline_requests"] == figures["requests"]
     assert figures["booking_p95_ms"] > 0 and figures["baseline_p95_ms"] > 0
+
+
+def test_reminders_runs_tiny_and_sends_each_once():
+    figures = _run(
+        "reminders.py",
+        "--count", "40",
+        "--patients", "10",
+        "--warmup", "4",
+        "--scratch-name", _scratch("reminders"),
+    )  # fmt: skip
+    assert figures["bench"] == "reminders"
+    # Every reminder went out through the workers and the SMTP server exactly once.
+    assert figures["correct"] and figures["sent"] == figures["delivered"] == 40
+    assert figures["duplicates"] == 0 and figures["attempts"] == 40
+    assert figures["states"] == {"sent": 40} and figures["left_in_queue"] == 0
+    assert figures["reminder_delay_p99_s"] >= figures["reminder_delay_p50_s"] > 0
+    assert figures["baseline_delay_p99_s"] >= figures["baseline_delay_p50_s"] > 0
+    assert figures["reminders_per_s"] > 0 and figures["baseline_tasks_per_s"] > 0
+    assert figures["ratio_rate"] > 0
+
+
+def test_pdf_runs_tiny():
+    figures = _run("pdf.py", "--runs", "3", "--scratch-name", _scratch("pdf"))
+    assert figures["bench"] == "pdf" and figures["runs"] == 3
+    assert figures["pages"] == 1 and figures["pdf_bytes"] > 1000
+    assert figures["task_p95_ms"] >= figures["task_p50_ms"] > 0
+    assert figures["render_p50_ms"] > 0 and figures["baseline_p50_ms"] > 0
+    assert figures["ratio_p50"] > 1  # a report is more work than one line
+    assert figures["budget_ms"] == 500.0 and "within_budget" in figures
+
+
+def test_records_pages_runs_tiny_with_constant_queries():
+    figures = _run(
+        "records_pages.py",
+        "--scale", "tiny",
+        "--runs", "5",
+        "--scratch-name", _scratch("scale_records_pages"),
+    )  # fmt: skip
+    assert figures["bench"] == "records_pages" and figures["scale"] == "tiny"
+    assert figures["lab_reports"] == 1500 and figures["observations"] == 15000
+    assert figures["patient_reports"] >= 100 > figures["light_patient_reports"]
+    for page in ("results", "report", "trend", "chart"):
+        assert figures[f"{page}_p95_ms"] >= figures[f"{page}_p50_ms"] > 0
+        assert figures[f"{page}_ratio_p50"] > 0
+        # The same queries for 100+ reports as for a handful.
+        assert figures[f"{page}_queries"] == figures[f"{page}_queries_light"], page
+    assert figures["queries_constant"]
+    assert figures["baseline_p50_ms"] > 0 and figures["budget_p95_ms"] == 150.0

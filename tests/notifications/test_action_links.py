@@ -22,6 +22,13 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def client(client):
+    """A visitor whose browser asks for English (pages of unknown links follow it)."""
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
 def _remind(appointment) -> dict[str, str]:
     """Send the 24 h reminder and return its links by action (as paths)."""
     row = Reminder.objects.get(appointment=appointment, kind="24h", channel="email")
