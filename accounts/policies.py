@@ -268,6 +268,17 @@ def can_record_visit(user: Any | None, profile: PatientProfile) -> bool:
     return _active(user) and user.role == Role.DOCTOR and has_care_relationship(user, profile)
 
 
+def can_edit_visit(user: Any, visit: Any) -> bool:
+    """Change a visit's summary and diagnoses: its own doctor, still in charge of the
+    patient (also after release: the patient then sees the corrected version)."""
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and visit.doctor_id == user.pk
+        and has_care_relationship(user, visit.patient)
+    )
+
+
 def can_release_visit(user: Any, visit: Any) -> bool:
     """Sign a visit and release it to the patient: its own doctor, still in charge."""
     return (
@@ -448,3 +459,24 @@ def can_revoke_document_verification(user: Any, document: Any) -> bool:
     if _active(user) and (user.role == Role.ADMIN or user.is_superuser):
         return True
     return can_issue_document(user, document.patient) and user is not None
+
+
+# --- Records: the patient's data rights (records asks these) -----------------------------
+# Accounts has no guardians or representatives acting for a patient, so these rights are
+# exercised online by the patient alone (a representative applies at the clinic). Staff
+# neither export a patient's data nor delete an account here.
+
+
+def can_export_patient_data(user: Any, profile: PatientProfile) -> bool:
+    """Download everything held about the patient (FHIR JSON or PDF): the patient."""
+    return _is_own(user, profile)
+
+
+def can_request_data_deletion(user: Any, profile: PatientProfile) -> bool:
+    """Ask for the account to be deleted (anonymised; the medical record is kept)."""
+    return _is_own(user, profile)
+
+
+def can_view_data_request(user: Any, data_request: Any) -> bool:
+    """A request's page, state and prepared file: the patient who made it."""
+    return _is_own(user, data_request.patient)

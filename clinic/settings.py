@@ -171,6 +171,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-waitlist-offers": {"task": "scheduling.expire_waitlist_offers", "schedule": 60.0},
     "sweep-reminders": {"task": "notifications.sweep_reminders", "schedule": 60.0},
     "sweep-pdf-renders": {"task": "records.sweep_pdf_renders", "schedule": 60.0},
+    "sweep-data-exports": {"task": "records.sweep_data_exports", "schedule": 60.0},
     "intake-form-reminders": {"task": "records.intake_forms_due_reminders", "schedule": 900.0},
 }
 

@@ -128,5 +128,5 @@ class VisitNoteAdmin(AuditedAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
         return obj.visit.patient.user
 
 
-from records import admin_care  # noqa: E402, F401 - prescriptions, intake, care plans
-from records import admin_documents  # noqa: E402, F401 - documents, PDF jobs, verification codes
+# The other parts of records register their models in their own modules.
+from records import admin_care, admin_data_rights, admin_documents  # noqa: E402, F401

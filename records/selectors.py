@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
@@ -360,9 +361,11 @@ def patient_chart(user: Any, profile_id: int, page_number: Any = None) -> Chart:
     return Chart(profile=profile, visits=visits, results=results, break_glass=bool(reason))
 
 
-def visit_get_for(user: Any, public_id: Any) -> Visit:
+def visit_get_for(user: Any, public_id: Any, *, purpose: str = "view") -> Visit:
     """One visit as a clinician opens it: every note (internal ones too), diagnoses and
-    all its results. 404 (recorded) for anyone who may not open the patient's record."""
+    all its results. 404 (recorded) for anyone who may not open the patient's record;
+    with `purpose="edit"` (the summary and diagnoses form) also for anyone but the
+    visit's own doctor in charge of the patient."""
     key = _public_id(public_id)
     visit = (
         Visit.objects.select_related(
@@ -391,10 +394,60 @@ def visit_get_for(user: Any, public_id: Any) -> Visit:
     allowed = getattr(user, "role", None) in CLINICIANS and policies.can_view_clinical_item(
         user, visit.patient, released_to_patient=visit.released, internal=True
     )
+    if allowed and purpose == "edit":
+        allowed = policies.can_edit_visit(user, visit)
     if not allowed:
-        raise deny(user, "visit", obj=visit, patient=visit.patient.user)
-    _record_view(user, visit.patient, "visit", obj=visit)
+        raise deny(user, "visit", obj=visit, patient=visit.patient.user, purpose=purpose)
+    _record_view(user, visit.patient, "visit", obj=visit, purpose=purpose)
     return visit
+
+
+# Appointments a visit may be recorded for: the patient's with this doctor that took
+# place or are under way (not cancelled, expired or missed), from today back.
+VISIT_APPOINTMENT_STATUSES = ("booked", "confirmed", "arrived", "in_progress", "completed")
+VISIT_APPOINTMENT_DAYS = 90
+VISIT_APPOINTMENT_CHOICES = 20
+
+
+@dataclass
+class NewVisit:
+    """What the "record a visit" page needs: the patient and the appointments with this
+    doctor that have no visit yet (newest first)."""
+
+    profile: PatientProfile
+    appointments: list[Any]
+
+
+def visit_new_for(user: Any, profile_id: int) -> NewVisit:
+    """The "record a visit" page of a patient: a doctor in charge of the patient only
+    (not through break-glass, not a nurse). 404 (recorded) for anyone else.
+
+    Appointments are read through the patient's reverse relation of the foreign key
+    Visit.appointment already declares (records does not import scheduling, DESIGN.md's
+    dependency rules): one query, at most VISIT_APPOINTMENT_CHOICES rows."""
+    profile = _clinical_record(user, profile_id, "visit_new")
+    if not policies.can_record_visit(user, profile):
+        raise deny(user, "visit_new", obj=profile, patient=profile.user, found=True)
+    now = timezone.now()
+    appointments = list(
+        profile.appointments.filter(
+            doctor_id=user.pk,
+            status__in=VISIT_APPOINTMENT_STATUSES,
+            during__startswith__lte=now + timedelta(hours=12),
+            during__startswith__gte=now - timedelta(days=VISIT_APPOINTMENT_DAYS),
+            visits__isnull=True,
+        )
+        .select_related("location", "consultation_type")
+        .order_by("-during__startswith")[:VISIT_APPOINTMENT_CHOICES]
+    )
+    _record_view(
+        user,
+        profile,
+        "visit_new",
+        obj=profile,
+        appointments=[a.pk for a in appointments],
+    )
+    return NewVisit(profile=profile, appointments=appointments)
 
 
 def review_queue(user: Any) -> list[LabReport]:

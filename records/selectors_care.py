@@ -245,8 +245,9 @@ def my_renewals(user: Any) -> list[RenewalRequest]:
 
 def renewal_get_for(user: Any, public_id: Any, *, audience: str = "patient") -> RenewalRequest:
     """One renewal request with its history. `audience="patient"`: the patient's own;
-    `"staff"`: doctors and nurses who may open the patient's record. 404 for missing and
-    forbidden alike; a forbidden attempt is recorded with the patient."""
+    `"staff"`: doctors and nurses who may open the patient's record, with the patient's
+    medication history (`renewal.medication_history`). 404 for missing and forbidden
+    alike; a forbidden attempt is recorded with the patient."""
     key = _public_id(public_id)
     renewal = (
         _renewals().prefetch_related(_events()).filter(public_id=key).first()
@@ -265,8 +266,18 @@ def renewal_get_for(user: Any, public_id: Any, *, audience: str = "patient") -> 
         raise _deny(
             user, "renewal_request", obj=renewal, patient=renewal.patient.user, audience=audience
         )
+    history: list[Prescription] = []
+    if audience == "staff":
+        # The reviewer sees the patient's medication history beside the request.
+        history = _histories([renewal.patient_id])[renewal.patient_id].prescriptions
+    renewal.medication_history = history
     renewal.break_glass = _record_view(
-        user, renewal.patient, "renewal_request", obj=renewal, audience=audience
+        user,
+        renewal.patient,
+        "renewal_request",
+        obj=renewal,
+        audience=audience,
+        prescriptions=[p.pk for p in history][:200],
     )
     return renewal
 
@@ -555,12 +566,6 @@ def renewal_queue(user: Any) -> RenewalQueue:
         to_dispatch=[r for r in rows if r.status in TO_DISPATCH],
         histories=histories,
     )
-
-
-def medication_history(profile: PatientProfile) -> MedicationHistory:
-    """A patient's medication history for a page whose selector has already checked and
-    recorded access (e.g. `renewal_get_for`)."""
-    return _histories([profile.pk])[profile.pk]
 
 
 def care_plan_get_for_edit(user: Any, public_id: Any) -> CarePlan:

@@ -472,6 +472,8 @@ def visit_create(
         raise PermissionDenied
     if appointment is not None and appointment.patient_id != patient.pk:
         raise ValidationError({"appointment": _("This appointment belongs to another patient.")})
+    if appointment is not None and appointment.doctor_id != doctor.pk:
+        raise ValidationError({"appointment": _("This appointment is with another doctor.")})
     started_at = started_at or (appointment.starts_at if appointment is not None else None)
     started_at = started_at or timezone.now()
     if ended_at is not None and ended_at < started_at:
@@ -509,7 +511,7 @@ def visit_update(
 ) -> Visit:
     """The visit's doctor edits the summary, end time or diagnoses (also after release:
     the patient then sees the corrected version; the change is recorded)."""
-    if not (policies.can_record_visit(by, visit.patient) and visit.doctor_id == by.pk):
+    if not policies.can_edit_visit(by, visit):
         raise PermissionDenied
     with transaction.atomic():
         visit = Visit.objects.select_for_update().select_related("patient__user").get(pk=visit.pk)

@@ -22,4 +22,4 @@ def sweep_pdf_renders() -> int:
 
 # Other parts of records keep their tasks in their own modules; importing them here lets
 # Celery's autodiscovery (which reads tasks.py) register them.
-from records import tasks_care  # noqa: E402, F401
+from records import tasks_care, tasks_data_rights  # noqa: E402, F401

@@ -28,7 +28,13 @@ urlpatterns = [
         staff.trend,
         name="staff_trend",
     ),
+    path(
+        "staff/patients/<int:profile_id>/visits/new/",
+        staff.visit_new,
+        name="staff_visit_new",
+    ),
     path("staff/visits/<uuid:public_id>/", staff.visit, name="staff_visit"),
+    path("staff/visits/<uuid:public_id>/edit/", staff.visit_edit, name="staff_visit_edit"),
     path(
         "staff/visits/<uuid:public_id>/release/",
         staff.visit_release,
@@ -36,4 +42,5 @@ urlpatterns = [
     ),
     path("", include("records.urls_care")),
     path("", include("records.urls_documents")),
+    path("", include("records.urls_data_rights")),
 ]

@@ -39,4 +39,5 @@ __all__ = [
     "VisitNote",
 ]
 from records.models.care import *  # noqa: E402, F403 - prescriptions, intake, care plans
+from records.models.data_rights import *  # noqa: E402, F403 - data requests: exports, deletion
 from records.models.documents import *  # noqa: E402, F403 - documents, PDF jobs, verification codes

@@ -359,7 +359,7 @@ def staff_renewal(request: HttpRequest, public_id: str) -> HttpResponse:
         status = 400
     _decorate_renewal(renewal, viewer=request.user)
     _decorate_prescription(renewal.prescription)
-    history = selectors.medication_history(renewal.patient).prescriptions
+    history = renewal.medication_history
     for p in history:
         _decorate_prescription(p)
     may_act = policies.can_review_renewal(request.user, renewal)

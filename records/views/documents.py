@@ -12,6 +12,7 @@ attachments with `Cache-Control: no-store` and a file name without personal data
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.contrib import messages
@@ -39,6 +40,9 @@ from records.forms_documents import (
 )
 from records.models import Document, PdfRender, RenderState, UploadState
 from records.uploads import limit_uploads
+from records.verification import display_code, normalize_code
+
+logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 2
 # The public check: at most this many lookups per address in the window.
@@ -458,8 +462,12 @@ def _rate_limited(request: HttpRequest) -> bool:
     scanners from hammering the page). Counted in the cache, keyed by a hash of the IP."""
     address = client_ip(request) or "unknown"
     key = "verify:" + hashlib.sha256(address.encode()).hexdigest()[:32]
-    added = cache.add(key, 1, VERIFY_WINDOW_SECONDS)
-    count = 1 if added else cache.incr(key)
+    try:
+        added = cache.add(key, 1, VERIFY_WINDOW_SECONDS)
+        count = 1 if added else cache.incr(key)
+    except Exception:  # noqa: BLE001 - cache down: the check still answers (codes are 60 bits)
+        logger.warning("verification rate limit unavailable")
+        return False
     return count > VERIFY_LIMIT
 
 
@@ -474,7 +482,10 @@ def _verify_page(request: HttpRequest, context: dict, status: int = 200) -> Http
 def verify_form(request: HttpRequest) -> HttpResponse:
     form = VerifyForm(request.GET or None)
     if request.GET and form.is_valid():
-        return redirect("verify:check", code=form.cleaned_data["code"].strip().replace(" ", ""))
+        code = normalize_code(form.cleaned_data["code"])
+        if code is not None:
+            return redirect("verify:check", code=display_code(code))
+        return verify_check(request, form.cleaned_data["code"][:32])
     return _verify_page(request, {"form": form, "clinic": settings.CLINIC_NAME})
 
 

@@ -115,7 +115,15 @@ def test_superseded_pdf_code_is_not_valid(client, patient):
     assert 'data-verification="valid"' in _check(client, new.display_code).content.decode()
 
 
-def test_the_check_is_rate_limited_per_address(client, issued):
+def test_the_check_is_rate_limited_per_address(client, issued, settings):
+    # A cache of this test's own: another suite sharing the Redis database clears its
+    # keys between tests (tests/conftest.py), which would reset the counter mid-test.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "verify-rate-limit-test",
+        }
+    }
     _, code, _ = issued
     from records.views.documents import VERIFY_LIMIT
 
@@ -141,3 +149,10 @@ def test_the_form_needs_no_sign_in_and_a_check_is_recorded_without_an_actor(clie
     assert event.action == AuditAction.VIEW and event.actor is None
     assert event.patient == document.patient.user
     assert event.detail == {"what": "public_verification", "valid": True}
+
+
+def test_a_garbled_code_in_the_form_is_not_valid_never_an_error(client, issued):
+    for code in ("ab/cd", "../../etc", "<script>", "ЖЖЖЖ-ЖЖЖЖ-ЖЖЖЖ"):
+        response = client.get(reverse("verify:form"), {"code": code}, HTTP_ACCEPT_LANGUAGE="en")
+        assert response.status_code == 404, code
+        assert 'data-verification="unknown"' in response.content.decode()
