@@ -26,6 +26,15 @@ from tests.records.helpers import grant, receive, test_types
 pytestmark = pytest.mark.django_db(transaction=False)
 
 
+@pytest.fixture(autouse=True)
+def _english():
+    """Services' messages follow the active language; these tests read them in English."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 @pytest.fixture
 def released_hook():
     calls = []

@@ -174,9 +174,10 @@ class Command(BaseCommand):
         vaccinations and documents for a few demo patients; idempotent like the rest."""
         from records.demo import seed_records_demo
         from records.demo_care import seed_care_demo
+        from records.demo_documents import seed_documents_demo
 
         counts: dict[str, int] = {}
-        for seed in (seed_records_demo, seed_care_demo):
+        for seed in (seed_records_demo, seed_care_demo, seed_documents_demo):
             counts.update(seed())
         return counts
 
