@@ -92,7 +92,7 @@ def test_reminders_runs_tiny_and_sends_each_once():
     assert figures["duplicates"] == 0 and figures["attempts"] == 40
     assert figures["states"] == {"sent": 40} and figures["left_in_queue"] == 0
     assert figures["reminder_delay_p99_s"] >= figures["reminder_delay_p50_s"] > 0
-    assert figures["baseline_delay_p99_s"] >= figures["baseline_delay_p50_s"] > 0
+    assert figures["baseline_delay_p99_s"] >= figures["baseline_delay_p50_s"] >= 0
     assert figures["reminders_per_s"] > 0 and figures["baseline_tasks_per_s"] > 0
     assert figures["ratio_rate"] > 0
 
