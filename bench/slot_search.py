@@ -70,6 +70,7 @@ def main() -> None:
             doctors=doctors,
             appointments=appointments,
             no_care_grants=True,  # free_slots does not read them; saves a minute
+            reports=0,  # nor lab reports (seed_scale's records part)
             stdout=io.StringIO(),
         )
         seed_seconds = time.perf_counter() - started

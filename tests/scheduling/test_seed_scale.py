@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from accounts.models import PatientProfile, Role, StaffProfile, User
-from scheduling.management.commands.seed_scale import (
+from scheduling.management.commands.seed_scale_scheduling import (
     FIRST_F,
     FIRST_M,
     LAST_M,

@@ -1,6 +1,10 @@
-"""Benchmark data at DESIGN.md's scale, built in SQL in minutes.
+"""Benchmark data at DESIGN.md's scale, scheduling's part, built in SQL in minutes.
 
-manage.py seed_scale [--patients 100000] [--doctors 200] [--appointments 1000000] [--yes]
+manage.py seed_scale_scheduling [--patients 100000] [--doctors 200] [--appointments 1000000]
+    [--yes]
+
+`manage.py seed_scale` (in clinic/) runs this and then records' part
+(`seed_scale_records`); run this alone for calendars without medical records.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from datetime import time as clock
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
@@ -24,6 +27,7 @@ from django.utils import timezone
 from accounts.models import Department, Location, Role, Specialty, StaffProfile, User
 from accounts.validators import format_snils, snils_checksum
 from clinic.crypto import encrypt_text
+from clinic.scale import SCALE_PASSWORD, refuse_production
 from scheduling.models import (
     ConsultationMode,
     ConsultationType,
@@ -32,11 +36,6 @@ from scheduling.models import (
     WorkingHours,
     WorkingHoursBreak,
 )
-
-# Every account this command creates has this password: unusable (Django treats a value
-# starting with "!" as "no password"), so scale accounts can never sign in with one, and
-# it tells scale rows from real ones.
-SCALE_PASSWORD = "!seed_scale"  # noqa: S105 - a marker, not a secret
 
 LOCATIONS = [
     ("scale-msk", "Scale: Москва", "Москва, ул. Новая, 1", "Europe/Moscow"),
@@ -136,8 +135,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):  # noqa: ANN001, ANN201
-        if settings.PRODUCTION:
-            raise CommandError("seed_scale refuses to run with DJANGO_ENV=production.")
+        refuse_production("seed_scale")
         patients, doctors = options["patients"], options["doctors"]
         appointments = options["appointments"]
         if patients < 1 or doctors < 1 or appointments < 0:
