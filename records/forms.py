@@ -69,7 +69,6 @@ class DiagnosisForm(forms.Form):
         max_length=10,
         required=False,
         strip=True,
-        help_text=_("A letter, two digits, then optionally a point and up to four more: E11.9"),
         widget=forms.TextInput(
             attrs={"autocapitalize": "characters", "spellcheck": "false", "autocomplete": "off"}
         ),

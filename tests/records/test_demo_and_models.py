@@ -79,8 +79,11 @@ def _obs(value: str, days: int, low="4.0", high="5.6", flag=""):  # noqa: ANN001
 
 
 def test_trend_chart_geometry():
+    from django.utils import translation
+
     series = [_obs("8.4", 700, flag="H"), _obs("6.5", 180, flag="H"), _obs("5.2", 1, flag="N")]
-    chart = presentation.trend_chart(series, loinc_code="4548-4")
+    with translation.override("en"):  # the summary is read in English below
+        chart = presentation.trend_chart(series, loinc_code="4548-4")
     xs = [p.x for p in chart.points]
     assert xs == sorted(xs) and chart.plot_left < xs[0] < xs[-1] < chart.plot_right
     ys = [p.y for p in chart.points]
