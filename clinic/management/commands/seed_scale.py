@@ -61,8 +61,7 @@ class Command(BaseCommand):
             "--reports",
             type=int,
             default=None,
-            help="Lab reports in all, ten observations each (default: 5 per patient; "
-            "0: none).",
+            help="Lab reports in all, ten observations each (default: 5 per patient; 0: none).",
         )
         records.add_argument("--heavy-patients", type=int, default=None)
         records.add_argument("--heavy-reports", type=int, default=None)
