@@ -68,7 +68,7 @@ def deny(user: Any, what: str, *, obj: Any = None, patient: Any = None, **detail
     return Http404()
 
 
-def _break_glass_reason(user: Any, profile: PatientProfile) -> str:
+def break_glass_reason(user: Any, profile: PatientProfile) -> str:
     if profile.user_id == user.pk or policies.has_care_relationship(user, profile):
         return ""
     access = (
@@ -81,22 +81,25 @@ def _break_glass_reason(user: Any, profile: PatientProfile) -> str:
     return access.reason if access is not None else ""
 
 
-def _record_view(
+def record_access(
     user: Any,
     profile: PatientProfile,
     what: str,
     *,
+    action: str = AuditAction.VIEW,
     obj: Any = None,
     object_type: str = "",
     ids: list[Any] | None = None,
     **detail: Any,
-) -> None:
-    reason = _break_glass_reason(user, profile)
+) -> bool:
+    """Record a read of the patient's data (flagged when it is under break-glass); the one
+    recorder of every records selector. Returns whether it was under break-glass."""
+    reason = break_glass_reason(user, profile)
     if ids is not None:
         detail = {"list": True, "ids": [str(i) for i in ids][:200], **detail}
     audit_record(
         actor=user,
-        action=AuditAction.VIEW,
+        action=action,
         obj=obj,
         object_type=object_type,
         patient=profile.user,
@@ -104,6 +107,10 @@ def _record_view(
         break_glass=bool(reason),
         reason=reason,
     )
+    return bool(reason)
+
+
+_record_view = record_access
 
 
 def _own_profile(user: Any) -> PatientProfile | None:
@@ -349,7 +356,7 @@ def patient_chart(user: Any, profile_id: int, page_number: Any = None) -> Chart:
     )
     reports = _with_observations(_reports().filter(patient=profile)).order_by("-issued_at", "-id")
     results = Paginator(reports, CHART_RESULTS_PER_PAGE).get_page(page_number)
-    reason = _break_glass_reason(user, profile)
+    reason = break_glass_reason(user, profile)
     _record_view(
         user,
         profile,

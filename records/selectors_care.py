@@ -28,14 +28,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
-from django.http import Http404
 from django.utils import timezone
 
 from accounts import policies
 from accounts import selectors as account_selectors
-from accounts.models import BreakGlassAccess, PatientProfile, Role, User
-from audit.models import AuditAction
-from audit.services import audit_record
+from accounts.models import PatientProfile, Role, User
 from records.models import (
     OPEN_RENEWAL_STATUSES,
     CarePlan,
@@ -47,6 +44,8 @@ from records.models import (
     RenewalStatus,
     Vaccination,
 )
+from records.selectors import deny as _deny
+from records.selectors import record_access as _record_view
 
 CLINICIANS = frozenset({Role.DOCTOR, Role.NURSE})
 QUEUE_LIMIT = 200
@@ -58,59 +57,6 @@ TO_DISPATCH = (RenewalStatus.APPROVED, RenewalStatus.SENT_TO_PHARMACY, RenewalSt
 
 
 # --- Recording -------------------------------------------------------------------------------
-
-
-def _deny(user: Any, what: str, *, obj: Any = None, patient: Any = None, **detail: Any) -> Http404:
-    """Recorded, and answered like a page that does not exist (ids cannot be probed)."""
-    audit_record(
-        actor=user,
-        action=AuditAction.DENIED,
-        obj=obj,
-        object_type="" if obj is not None else "page",
-        patient=patient,
-        detail={"what": what, **detail},
-    )
-    return Http404()
-
-
-def _break_glass_reason(user: Any, profile: PatientProfile) -> str:
-    if profile.user_id == user.pk or policies.has_care_relationship(user, profile):
-        return ""
-    access = (
-        BreakGlassAccess.objects.filter(
-            doctor_id=user.pk, patient=profile, expires_at__gt=timezone.now()
-        )
-        .order_by("-opened_at")
-        .first()
-    )
-    return access.reason if access is not None else ""
-
-
-def _record_view(
-    user: Any,
-    profile: PatientProfile,
-    what: str,
-    *,
-    obj: Any = None,
-    object_type: str = "",
-    ids: list[Any] | None = None,
-    **detail: Any,
-) -> bool:
-    """Record a view of the patient's data; returns whether it was under break-glass."""
-    reason = _break_glass_reason(user, profile)
-    if ids is not None:
-        detail = {"list": True, "ids": [str(i) for i in ids][:200], **detail}
-    audit_record(
-        actor=user,
-        action=AuditAction.VIEW,
-        obj=obj,
-        object_type=object_type,
-        patient=profile.user,
-        detail={"what": what, **detail},
-        break_glass=bool(reason),
-        reason=reason,
-    )
-    return bool(reason)
 
 
 def _public_id(value: Any) -> uuid.UUID | None:

@@ -25,12 +25,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
-from django.http import Http404
-from django.utils import timezone
 
 from accounts import policies
 from accounts import selectors as account_selectors
-from accounts.models import BreakGlassAccess, PatientProfile, Role
+from accounts.models import PatientProfile, Role
 from audit.models import AuditAction
 from audit.services import audit_record
 from records import selectors as records_selectors
@@ -62,47 +60,9 @@ PATIENT_VISIBLE = (
 # --- Recording -----------------------------------------------------------------------------
 
 
-def deny(user: Any, what: str, **kwargs: Any) -> Http404:
-    return records_selectors.deny(user, what, **kwargs)
-
-
-def _break_glass_reason(user: Any, profile: PatientProfile) -> str:
-    if profile.user_id == user.pk or policies.has_care_relationship(user, profile):
-        return ""
-    access = (
-        BreakGlassAccess.objects.filter(
-            doctor_id=user.pk, patient=profile, expires_at__gt=timezone.now()
-        )
-        .order_by("-opened_at")
-        .first()
-    )
-    return access.reason if access is not None else ""
-
-
-def _record(
-    user: Any,
-    profile: PatientProfile,
-    what: str,
-    *,
-    action: str = AuditAction.VIEW,
-    obj: Any = None,
-    object_type: str = "",
-    ids: list[Any] | None = None,
-    **detail: Any,
-) -> None:
-    reason = _break_glass_reason(user, profile)
-    if ids is not None:
-        detail = {"list": True, "ids": [str(i) for i in ids][:200], **detail}
-    audit_record(
-        actor=user,
-        action=action,
-        obj=obj,
-        object_type=object_type,
-        patient=profile.user,
-        detail={"what": what, **detail},
-        break_glass=bool(reason),
-        reason=reason,
-    )
+deny = records_selectors.deny
+_record = records_selectors.record_access
+break_glass_reason = records_selectors.break_glass_reason
 
 
 def _own_profile(user: Any) -> PatientProfile | None:
@@ -326,7 +286,7 @@ def patient_documents(user: Any, profile_id: int) -> PatientDocuments:
     visits = list(
         Visit.objects.filter(patient=profile).order_by("-started_at", "-id")[:PDF_SOURCES_LIMIT]
     )
-    reason = _break_glass_reason(user, profile)
+    reason = break_glass_reason(user, profile)
     _record(
         user,
         profile,
