@@ -1,0 +1,1 @@
+"""FHIR sync state: cursors per resource type, runs, quarantined resources, push jobs."""

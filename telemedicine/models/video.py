@@ -1,0 +1,1 @@
+"""Video consultations: rooms, waiting-room state, LiveKit webhook events."""
