@@ -24,6 +24,8 @@ urlpatterns = [
     path("records/", include("records.urls")),
     path("verify/", include("records.urls_verify")),  # public check of a PDF's code
     path("", include("notifications.urls")),
+    path("payments/", include("payments.urls")),
+    path("telemedicine/", include("telemedicine.urls")),
     path("admin/", admin.site.urls),
 ]
 

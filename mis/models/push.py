@@ -1,0 +1,1 @@
+"""MIS models: outbound pushes of portal appointments."""

@@ -1,0 +1,5 @@
+"""Payments URLs (names `payments:*`), mounted at /payments/."""
+
+app_name = "payments"
+
+urlpatterns: list = []

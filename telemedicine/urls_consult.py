@@ -1,0 +1,3 @@
+"""Telemedicine URLs: consult."""
+
+urlpatterns: list = []

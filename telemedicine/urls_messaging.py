@@ -1,0 +1,3 @@
+"""Telemedicine URLs: messaging."""
+
+urlpatterns: list = []

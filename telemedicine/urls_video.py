@@ -1,0 +1,3 @@
+"""Telemedicine URLs: video."""
+
+urlpatterns: list = []
