@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 SYSDEPS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core gettext
 SYSDEPS_TEST := chromium
 
-.PHONY: help venv sysdeps sysdeps-test run test lint fmt lock messages compilemessages clean
+.PHONY: help venv sysdeps sysdeps-test partners run test lint fmt lock messages compilemessages clean
 
 help:
 	@echo "make run           start the portal with an embedded PostgreSQL and Valkey (PORT=8000)"
@@ -86,7 +86,12 @@ run: venv sysdeps
 
 # tests/conftest.py starts the embedded PostgreSQL and Valkey unless DATABASE_URL /
 # REDIS_URL are set.
-test: venv sysdeps-test
+# Test partners in their own virtualenvs under .local/ (installed once, then instant).
+partners: venv
+	$(VPY) -m tests.mis.sekmet install
+	$(VPY) -m tests.payments.localstripe install
+
+test: venv sysdeps-test partners
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -14,11 +14,19 @@ Pure functions of the acting user and the object; they read grants but never wri
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
 
-from accounts.models import STAFF_ROLES, BreakGlassAccess, PatientProfile, Role, User
+from accounts.models import (
+    STAFF_ROLES,
+    BreakGlassAccess,
+    ConsentKind,
+    PatientProfile,
+    Role,
+    User,
+)
 
 RECORD_PERMISSION = "accounts.view_patient_record"
 RECORD_PERMISSION_CODENAME = "view_patient_record"
@@ -128,6 +136,8 @@ def can_edit_own_profile(user: Any, profile: PatientProfile) -> bool:
 
 
 def can_edit_patient_profile(user: Any, profile: PatientProfile) -> bool:
+    if user is None:
+        return True  # the system: details the clinic's MIS sends (HL7 ADT, FHIR Patient)
     return _is_own(user, profile) or (_active(user) and user.role in {Role.RECEPTION, Role.ADMIN})
 
 
@@ -480,3 +490,227 @@ def can_request_data_deletion(user: Any, profile: PatientProfile) -> bool:
 def can_view_data_request(user: Any, data_request: Any) -> bool:
     """A request's page, state and prepared file: the patient who made it."""
     return _is_own(user, data_request.patient)
+
+
+# --- Payments (payments asks these) ---------------------------------------------------------
+# Money is not medical data, but what was paid for hints at it: a patient sees their own
+# payments; reception handles invoices and insurance at the desk; refunds by hand are for
+# administrators; a doctor sees their own earnings in total, never who paid.
+
+
+def can_pay(user: Any, profile: PatientProfile) -> bool:
+    """Pay for one's own appointment or invoice."""
+    return _is_own(user, profile)
+
+
+def can_view_payments_of(user: Any, profile: PatientProfile) -> bool:
+    """A patient's payments, refunds and receipts: the patient, reception, admins."""
+    if _is_own(user, profile):
+        return True
+    return _active(user) and user.role in (Role.RECEPTION, Role.ADMIN)
+
+
+def can_issue_invoice(user: Any, profile: PatientProfile) -> bool:
+    return _active(user) and user.role in (Role.RECEPTION, Role.ADMIN)
+
+
+def can_capture_insurance(user: Any, appointment: Any) -> bool:
+    """The patient for their own booking, or reception at the desk."""
+    if _is_own(user, appointment.patient):
+        return True
+    return _active(user) and user.role in (Role.RECEPTION, Role.ADMIN)
+
+
+def can_check_insurance(user: Any) -> bool:
+    return _active(user) and user.role in (Role.RECEPTION, Role.ADMIN)
+
+
+def can_refund_payment(user: Any, payment: Any) -> bool:
+    """A refund by hand (outside the cancellation policy): administrators only."""
+    return _active(user) and (user.role == Role.ADMIN or user.is_superuser)
+
+
+def can_view_revenue_report(user: Any) -> bool:
+    return _active(user) and (user.role == Role.ADMIN or user.is_superuser)
+
+
+def can_view_own_earnings(user: Any) -> bool:
+    return _active(user) and user.role == Role.DOCTOR
+
+
+# --- Telemedicine: secure messaging (telemedicine asks these) ----------------------------
+# A thread is routed to reception or to the patient's doctors and nurses ("care"), and
+# may name a doctor (the appointment's, the prescriber): see telemedicine.models.messaging.
+# Every message is seen by the patient; break-glass opens records, not threads.
+
+MESSAGE_TEAM_ROLES = frozenset({Role.DOCTOR, Role.NURSE, Role.RECEPTION})
+
+
+def can_start_thread(user: Any, profile: PatientProfile) -> bool:
+    """A patient writes to the clinic about their own care."""
+    return _is_own(user, profile)
+
+
+def can_use_message_queue(user: Any) -> bool:
+    return _active(user) and user.role in MESSAGE_TEAM_ROLES
+
+
+def can_view_thread(user: Any, thread: Any) -> bool:
+    """The patient their own; reception the threads routed to reception; the doctor a
+    thread names; doctors and nurses in charge of the patient the threads routed to the
+    care team. Nobody reads a thread about themselves as staff; admins read none."""
+    if _is_own(user, thread.patient):
+        return True
+    if not can_use_message_queue(user) or thread.patient.user_id == user.pk:
+        return False
+    if user.role == Role.DOCTOR and thread.doctor_id == user.pk:
+        return True
+    if thread.team == "reception":
+        return user.role == Role.RECEPTION
+    return thread.team == "care" and has_care_relationship(user, thread.patient)
+
+
+def can_write_in_thread(user: Any, thread: Any) -> bool:
+    """Whoever may read a thread may answer in it (whether it is open is the service's)."""
+    return can_view_thread(user, thread)
+
+
+def can_manage_thread(user: Any, thread: Any) -> bool:
+    """Take a thread, change its state, send it to the other team: staff who see it."""
+    return can_view_thread(user, thread) and not _is_own(user, thread.patient)
+
+
+def can_close_thread(user: Any, thread: Any) -> bool:
+    """The patient closes and reopens their own threads; staff who see it too."""
+    return can_view_thread(user, thread)
+
+
+# --- Telemedicine: video consultations (telemedicine asks these) ------------------------
+# A video consultation is an appointment whose consultation type's mode is "video". Its
+# room is for the appointment's patient and doctor only, and only once the patient has
+# given telemedicine consent and had their identity verified (order 965n). Joining (a
+# room token) is further limited to a window around the appointment's time.
+
+VIDEO_JOIN_EARLY = timedelta(minutes=15)
+VIDEO_JOIN_LATE = timedelta(minutes=30)
+# Appointment statuses whose consultation can still take place (joined).
+VIDEO_JOINABLE_STATUSES = frozenset({"booked", "confirmed", "arrived", "in_progress"})
+# …and those whose consultation page may still be opened (a finished one shows "ended").
+VIDEO_VISIBLE_STATUSES = VIDEO_JOINABLE_STATUSES | {"completed"}
+
+
+def is_video_appointment(appointment: Any) -> bool:
+    return getattr(appointment.consultation_type, "mode", "") == "video"
+
+
+def video_join_window(appointment: Any) -> tuple[Any, Any]:
+    """From 15 minutes before the start until 30 minutes after the planned end."""
+    return appointment.starts_at - VIDEO_JOIN_EARLY, appointment.ends_at + VIDEO_JOIN_LATE
+
+
+def video_patient_ready(profile: PatientProfile) -> bool:
+    """The patient's side of order 965n: telemedicine consent in force, identity verified."""
+    from accounts.selectors import consent_given
+
+    return consent_given(profile, ConsentKind.TELEMEDICINE) and profile.identity_verified
+
+
+def _video_party(user: Any, appointment: Any) -> str:
+    if not _active(user):
+        return ""
+    if user.role == Role.PATIENT and appointment.patient.user_id == user.pk:
+        return "patient"
+    if user.role == Role.DOCTOR and appointment.doctor_id == user.pk:
+        return "doctor"
+    return ""
+
+
+def can_view_consultation(user: Any, appointment: Any) -> bool:
+    """The waiting room and the video page: the appointment's patient or doctor, a video
+    appointment that is booked (or done), the patient consented and verified. Nobody
+    else — not reception, nurses, other doctors or administrators."""
+    return (
+        bool(_video_party(user, appointment))
+        and is_video_appointment(appointment)
+        and appointment.status in VIDEO_VISIBLE_STATUSES
+        and video_patient_ready(appointment.patient)
+    )
+
+
+def can_join_consultation(user: Any, appointment: Any, *, now: Any = None) -> bool:
+    """A room token: as `can_view_consultation`, for an appointment still to take place,
+    inside its window (15 minutes before the start to 30 minutes after the end)."""
+    if not can_view_consultation(user, appointment):
+        return False
+    if appointment.status not in VIDEO_JOINABLE_STATUSES:
+        return False
+    opens, closes = video_join_window(appointment)
+    now = now or timezone.now()
+    return opens <= now <= closes
+
+
+def can_end_consultation(user: Any, appointment: Any) -> bool:
+    """Only the appointment's doctor ends the consultation for both."""
+    return _video_party(user, appointment) == "doctor" and can_view_consultation(user, appointment)
+
+
+def can_consent_to_recording(user: Any, appointment: Any) -> bool:
+    """Each party gives (or withdraws) their own consent to recording."""
+    return can_view_consultation(user, appointment)
+
+
+def can_view_video_waiting_list(user: Any) -> bool:
+    """Doctors see who is waiting for their own video consultations."""
+    return _active(user) and user.role == Role.DOCTOR
+
+
+# --- Telemedicine: the doctor's consultation screen (telemedicine asks this) -------------
+# Beside the video call, or on its own after it: the patient's context (read through
+# records' selectors) and writing notes, prescriptions, referrals and the summary
+# (through records' services, whose own policies still decide each write: prescribing
+# and releasing need a care relationship; under break-glass the doctor reads only).
+
+
+def can_use_consultation_screen(user: Any, appointment: Any) -> bool:
+    """The video appointment's own doctor (booked, under way or done), who may open the
+    patient's record: in charge of the patient, or through break-glass. Nobody else."""
+    return (
+        _active(user)
+        and user.role == Role.DOCTOR
+        and appointment.doctor_id == user.pk
+        and appointment.patient.user_id != user.pk
+        and is_video_appointment(appointment)
+        and appointment.status in VIDEO_VISIBLE_STATUSES
+        and can_view_patient_record(user, appointment.patient)
+    )
+
+
+# --- Payments: fiscal receipts (payments.services_fiscal asks this) -----------------------
+
+
+def can_retry_fiscal_receipt(user: Any, receipt: Any) -> bool:
+    """Send a receipt to the fiscal data operator again now (admin's "retry now")."""
+    return _active(user) and (user.role == Role.ADMIN or user.is_superuser)
+
+
+# --- MIS integration (mis asks these) ---------------------------------------------------
+
+
+def can_link_mis_patient(user: Any) -> bool:
+    """Decide which portal patient an unmatched MIS patient is (the review queue)."""
+    return _active(user) and (user.role == Role.ADMIN or user.is_superuser)
+
+
+def can_operate_mis_sync(user: Any) -> bool:
+    """Retry a pull or a quarantined resource now (the MIS sync status in the admin)."""
+    return _active(user) and (user.role == Role.ADMIN or user.is_superuser)
+
+
+# --- MIS: HL7 v2 inbound (mis asks these) -----------------------------------------------
+# The message log holds medical data (the raw messages): administrators open it in the
+# admin, every view audited; they may send a rejected message through processing again.
+
+
+def can_reprocess_hl7_message(user: Any) -> bool:
+    """Process a rejected HL7 v2 message again (after its patient or doctor was linked)."""
+    return _active(user) and (user.role == Role.ADMIN or user.is_superuser)

@@ -173,6 +173,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-pdf-renders": {"task": "records.sweep_pdf_renders", "schedule": 60.0},
     "sweep-data-exports": {"task": "records.sweep_data_exports", "schedule": 60.0},
     "intake-form-reminders": {"task": "records.intake_forms_due_reminders", "schedule": 900.0},
+    "sweep-payments": {"task": "payments.sweep", "schedule": 60.0},
+    "mis-sync-sweep": {"task": "mis.sync_sweep", "schedule": 60.0},
+    "mis-push-sweep": {"task": "mis.sweep_pushes", "schedule": 60.0},
+    "sweep-fiscal-receipts": {"task": "payments.sweep_receipts", "schedule": 60.0},
 }
 
 # --- Auth --------------------------------------------------------------------
@@ -317,6 +321,28 @@ if PRODUCTION:
     SESSION_COOKIE_NAME = "__Host-sessionid"
     CSRF_COOKIE_NAME = "__Host-csrftoken"
 
+# --- Video consultations (LiveKit) ---------------------------------------------------
+# Tokens are minted by this server only (telemedicine.livekit). An empty URL turns the
+# video off: the pages say so and offer chat. The browser connects to LIVEKIT_URL
+# (wss://...), so its origin is added to the CSP's connect-src below.
+LIVEKIT_URL = env.str("LIVEKIT_URL", default="")
+LIVEKIT_API_KEY = env.str("LIVEKIT_API_KEY", default="")
+LIVEKIT_API_SECRET = env.str("LIVEKIT_API_SECRET", default="")
+# Lifetime of a room token; the page asks for a new one before it runs out. At most 15.
+LIVEKIT_TOKEN_TTL_MINUTES = min(15, max(1, env.int("LIVEKIT_TOKEN_TTL_MINUTES", default=10)))
+
+
+def _origin(url: str) -> list[str]:
+    """wss://host and https://host (livekit-client checks a failed connection over HTTP)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not (parts.scheme and parts.netloc):
+        return []
+    http = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    return list(dict.fromkeys([f"{parts.scheme}://{parts.netloc}", f"{http}://{parts.netloc}"]))
+
+
 from csp.constants import NONCE, NONE, SELF  # noqa: E402
 
 CONTENT_SECURITY_POLICY = {
@@ -326,7 +352,7 @@ CONTENT_SECURITY_POLICY = {
         "style-src": [SELF],
         "img-src": [SELF, "data:"],
         "font-src": [SELF],
-        "connect-src": [SELF],
+        "connect-src": [SELF, *_origin(LIVEKIT_URL)],
         "media-src": [SELF],
         "object-src": [NONE],
         "base-uri": [NONE],
@@ -347,6 +373,8 @@ LOGGING = {
         # but 4xx noise is not useful in production logs.
         "django.request": {"level": "ERROR"},
         "axes": {"level": "WARNING"},
+        # The Stripe library logs every request at INFO; its errors reach us as ours.
+        "stripe": {"level": "WARNING"},
     },
 }
 
@@ -359,6 +387,46 @@ SMS_RU_FROM = env.str("SMS_RU_FROM", default="")
 REMINDER_OFFSETS_HOURS = tuple(
     float(hours) for hours in env.list("REMINDER_OFFSETS_HOURS", default=["24", "2"])
 )
+
+# --- MIS integration (FHIR R4) ---------------------------------------------------------
+# Empty base URL = no MIS: the sync tasks do nothing. Auth: "bearer" (MIS_FHIR_TOKEN),
+# "basic" (MIS_FHIR_USERNAME / MIS_FHIR_PASSWORD) or "" (none).
+MIS_FHIR_BASE_URL = env.str("MIS_FHIR_BASE_URL", default="")
+MIS_FHIR_AUTH = env.str("MIS_FHIR_AUTH", default="")
+MIS_FHIR_TOKEN = env.str("MIS_FHIR_TOKEN", default="")
+MIS_FHIR_USERNAME = env.str("MIS_FHIR_USERNAME", default="")
+MIS_FHIR_PASSWORD = env.str("MIS_FHIR_PASSWORD", default="")
+MIS_FHIR_TIMEOUT_SECONDS = env.float("MIS_FHIR_TIMEOUT_SECONDS", default=10.0)
+# True: the MIS owns doctors' schedules (its Slots become the portal's availability).
+MIS_SCHEDULE_MASTER = env.bool("MIS_SCHEDULE_MASTER", default=False)
+
+# --- Fiscal receipts (FZ-54) ----------------------------------------------------
+# The fiscal data operator every payment's and refund's receipt goes to: "atol" (ATOL
+# Online, protocol v4) or "" (off: receipts are created and wait). On by default in
+# production only, so development and tests never call the real operator.
+FISCAL_PROVIDER = env.str("FISCAL_PROVIDER", default="atol" if PRODUCTION else "")
+if FISCAL_PROVIDER not in ("", "atol"):
+    raise ImproperlyConfigured(f'FISCAL_PROVIDER must be "atol" or empty, not {FISCAL_PROVIDER!r}')
+ATOL_BASE_URL = env.str("ATOL_BASE_URL", default="https://online.atol.ru")
+ATOL_LOGIN = env.str("ATOL_LOGIN", default="")
+ATOL_PASSWORD = env.str("ATOL_PASSWORD", default="")
+ATOL_GROUP_CODE = env.str("ATOL_GROUP_CODE", default="")
+ATOL_COMPANY_INN = env.str("ATOL_COMPANY_INN", default="")
+ATOL_COMPANY_EMAIL = env.str("ATOL_COMPANY_EMAIL", default="")
+ATOL_PAYMENT_ADDRESS = env.str("ATOL_PAYMENT_ADDRESS", default=SITE_URL)
+ATOL_SNO = env.str("ATOL_SNO", default="usn_income")
+ATOL_TIMEOUT_SECONDS = env.float("ATOL_TIMEOUT_SECONDS", default=10.0)
+
+# --- Payments (Stripe) ----------------------------------------------------------
+# Keys from the Stripe dashboard (Developers > API keys); the webhook secret (whsec_...)
+# from the webhook endpoint that points at /payments/stripe/webhook/. STRIPE_API_BASE
+# empty = Stripe itself; tests point it (and STRIPE_JS_URL) at localstripe. The checkout
+# page adds these origins to its own CSP (payments.gateway.allow_stripe_csp).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 
 # --- Portal --------------------------------------------------------------------
 EMAIL_VERIFICATION_MAX_AGE = timedelta(days=3)
@@ -376,6 +444,10 @@ def check_production_settings() -> None:
         problems.append("SALT_KEY must be set to random values of 16+ characters")
     if BLIND_INDEX_KEY == DEV_BLIND_INDEX_KEY or len(BLIND_INDEX_KEY) < 32:
         problems.append("BLIND_INDEX_KEY must be set to a random value of 32+ characters")
+    if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
+        problems.append("STRIPE_WEBHOOK_SECRET must be set when STRIPE_SECRET_KEY is")
+    if STRIPE_API_BASE:
+        problems.append("STRIPE_API_BASE must be empty (it points at test servers)")
     if problems:
         raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(problems))
 

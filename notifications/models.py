@@ -135,6 +135,9 @@ class Event(models.TextChoices):
     VISIT_SUMMARY = "visit_summary", _("Visit summary ready")
     INTAKE_FORM = "intake_form", _("Intake form to fill in")
     NEW_MESSAGE = "new_message", _("New message from the clinic")
+    REFUND_ISSUED = "refund_issued", _("Refund issued")
+    PAYMENT_TOO_LATE = "payment_too_late", _("Payment arrived after the hold ended")
+    INVOICE_ISSUED = "invoice_issued", _("Invoice to pay")
 
 
 class Message(Delivery):

@@ -71,6 +71,28 @@ EVENT_TEXTS: dict[str, EventText] = {
         _("Thank you for your payment. Your receipt is at the link below."),
         "",
     ),
+    Event.REFUND_ISSUED: EventText(
+        _("A refund from %(clinic)s"),
+        _(
+            "We have sent a refund to your card. Banks take up to a few days to show it. "
+            "Open the portal to see its state and the receipt."
+        ),
+        "payments:history",
+    ),
+    Event.PAYMENT_TOO_LATE: EventText(
+        _("Your booking at %(clinic)s was not made"),
+        _(
+            "Your payment arrived after the time we held for you had run out, so the "
+            "booking was not made. We have refunded the payment in full. Open the portal "
+            "to book another time."
+        ),
+        "payments:history",
+    ),
+    Event.INVOICE_ISSUED: EventText(
+        _("An invoice from %(clinic)s"),
+        _("The clinic has sent you an invoice — open the portal to pay it."),
+        "payments:invoices",
+    ),
     Event.DOCUMENT_READY: EventText(
         _("A document is ready"),
         _("A document you asked for is ready — open the portal."),

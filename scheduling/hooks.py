@@ -61,3 +61,7 @@ waitlist_offer_made = Hook("waitlist_offer_made")
 # an HTML section (rendered with the app's own template, already escaped) or "" for the
 # appointment's page. Lets higher apps show their state (reminders sent, payment) there.
 appointment_page_sections = Hook("appointment_page_sections")
+
+# Asked, not told: appointment=; a handler returns the URL of the page where the patient
+# pays for a held appointment (payments' checkout), or "" when it has none.
+appointment_checkout_url = Hook("appointment_checkout_url")

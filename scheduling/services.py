@@ -221,6 +221,38 @@ def _hold_locked(
     raise SlotTaken(nearest_free_slots([doctor.pk], starts_at, consultation_type))
 
 
+def appointment_hold_release(
+    *, by: User | None, appointment: Appointment, reason: str = ""
+) -> Appointment:
+    """End a hold before its time (the payment failed or was abandoned): the slot is free
+    again at once. A hold that is already over is left as it is."""
+    with transaction.atomic():
+        appointment = Appointment.objects.select_for_update().get(pk=appointment.pk)
+        if not _may_act_for(by, appointment.patient):
+            raise PermissionDenied
+        if appointment.status != AppointmentStatus.HELD:
+            return appointment
+        appointment.status = AppointmentStatus.EXPIRED
+        appointment.save(update_fields=["status", "updated_at"])
+        _record(
+            appointment,
+            by=by,
+            kind=AppointmentEventKind.STATUS,
+            from_status=AppointmentStatus.HELD,
+            to_status=AppointmentStatus.EXPIRED,
+            note=reason[:200] or "hold released",
+        )
+        audit_record(
+            actor=by,
+            action=AuditAction.CHANGE,
+            obj=appointment,
+            patient=appointment.patient.user,
+            detail={"status": "expired", "reason": reason[:200]},
+        )
+        hooks.appointment_hold_released.fire(appointment_id=appointment.pk)
+    return appointment
+
+
 def appointment_book(*, by: User | None, appointment: Appointment) -> Appointment:
     """Turn a hold into a booking (directly, or when the prepayment succeeded)."""
     with transaction.atomic():

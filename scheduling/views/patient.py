@@ -512,8 +512,8 @@ def appointment_booked(request: HttpRequest, public_id: str) -> HttpResponse:
 @login_required
 @require_GET
 def appointment_payment(request: HttpRequest, public_id: str) -> HttpResponse:
-    """Prepayment: a placeholder until the payments issue. Nothing is paid or faked here;
-    the slot stays held until its hold expires (or payments completes the booking)."""
+    """Prepayment of a held slot: the checkout belongs to the payments app, which answers
+    `appointment_checkout_url`; without it the page only says the time is held."""
     appointment = selectors.appointment_get_for(request.user, public_id)
     now = timezone.now()
     if appointment.status != AppointmentStatus.HELD or appointment.hold_expires_at <= now:
@@ -522,6 +522,9 @@ def appointment_payment(request: HttpRequest, public_id: str) -> HttpResponse:
                 request, _("The time was held for you, but the hold has ended. Please book again.")
             )
         return redirect("scheduling:appointment_detail", public_id=appointment.public_id)
+    checkout = next(filter(None, hooks.appointment_checkout_url.collect(appointment=appointment)), "")
+    if checkout:
+        return redirect(checkout)
     zone = appointment.location.time_zone
     context = {
         "appointment": appointment,

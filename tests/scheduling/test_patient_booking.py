@@ -338,7 +338,7 @@ def test_confirm_without_parameters_goes_back_to_the_start(client, clinic, patie
     assert response.status_code == 302 and response["Location"] == reverse("scheduling:book")
 
 
-def test_prepayment_holds_the_slot_and_shows_the_payment_placeholder(client, patient):
+def test_prepayment_holds_the_slot_and_hands_over_to_the_checkout(client, patient):
     clinic = make_clinic(prepayment_required=True)
     client.force_login(patient)
     slot = clinic.slots()[0]
@@ -348,7 +348,20 @@ def test_prepayment_holds_the_slot_and_shows_the_payment_placeholder(client, pat
     held = Appointment.objects.get()
     assert held.status == AppointmentStatus.HELD and held.hold_expires_at > timezone.now()
     assert response["Location"] == reverse("scheduling:appointment_payment", args=[held.public_id])
-    html = client.get(response["Location"]).content.decode()
+    # With payments installed, the page hands over to its checkout (scheduling asks the
+    # hook, never imports payments).
+    handover = client.get(response["Location"])
+    assert handover.status_code == 302
+    assert handover["Location"] == reverse("payments:checkout", args=[held.public_id])
+    # Without a checkout (no app answers the hook) the page only says the time is held.
+    from payments import workflows
+    from scheduling import hooks
+
+    hooks.appointment_checkout_url.unregister(workflows.checkout_url)
+    try:
+        html = client.get(response["Location"]).content.decode()
+    finally:
+        hooks.appointment_checkout_url.register(workflows.checkout_url)
     local_expiry = held.hold_expires_at.astimezone(MSK).strftime("%H:%M")
     assert f"held for you until {local_expiry} (Europe/Moscow)" in html
     assert "Online payment is not available in the portal yet" in html
