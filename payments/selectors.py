@@ -223,7 +223,10 @@ def _label(report: RevenueReport) -> None:
 
     keys = [row.key for row in report.rows if row.key is not None]
     if report.group_by == "doctor":
-        names = {u.pk: u.display_name for u in User.objects.filter(pk__in=keys)}
+        names = {
+            u.pk: u.display_name()
+            for u in User.objects.filter(pk__in=keys).select_related("staff_profile")
+        }
     elif report.group_by == "consultation_type":
         names = {c.pk: c.name for c in ConsultationType.objects.filter(pk__in=keys)}
     else:
