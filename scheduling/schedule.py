@@ -78,7 +78,9 @@ def _describe(appointment: Appointment) -> str:
     return f"{local:%Y-%m-%d %H:%M} {appointment.location.time_zone}"
 
 
-def _require_manager(by: User, doctor: User) -> None:
+def _require_manager(by: User | None, doctor: User) -> None:
+    if by is None:  # the system: the MIS sync, when the MIS is the master of schedules
+        return
     if not may_manage_calendar(by, doctor):
         raise PermissionDenied
 
@@ -328,7 +330,7 @@ def schedule_exception_validate(
 
 def schedule_exception_add(
     *,
-    by: User,
+    by: User | None,
     doctor: User,
     kind: str,
     starts_at: datetime,
@@ -345,7 +347,7 @@ def schedule_exception_add(
     the patients, free of charge, in the same transaction.
     """
     _require_manager(by, doctor)
-    if cancel_affected and by.role not in CLINIC_ROLES:
+    if cancel_affected and (by is None or by.role not in CLINIC_ROLES):
         raise PermissionDenied
     schedule_exception_validate(
         kind=kind,
@@ -361,7 +363,9 @@ def schedule_exception_add(
         if kind in TIME_OFF_KINDS:
             affected = appointments_overlapping(doctor, starts_at, ends_at)
             if affected and not cancel_affected:
-                raise AppointmentsAffected(affected, may_cancel=by.role in CLINIC_ROLES)
+                raise AppointmentsAffected(
+                    affected, may_cancel=by is not None and by.role in CLINIC_ROLES
+                )
             if affected:
                 # Row locks first, in a fixed order, before the audit chain lock that each
                 # cancellation takes.
@@ -407,7 +411,7 @@ def schedule_exception_add(
     return exception
 
 
-def schedule_exception_remove(*, by: User, exception: ScheduleException) -> None:
+def schedule_exception_remove(*, by: User | None, exception: ScheduleException) -> None:
     """Remove an exception: time off ends (its slots are offered again), extra hours go
     (appointments already booked in them stay)."""
     doctor = User.objects.get(pk=exception.doctor_id)

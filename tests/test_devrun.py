@@ -1,4 +1,5 @@
-"""The embedded PostgreSQL + Valkey of the dev launcher (clinic.devrun.ensure_services).
+"""The embedded PostgreSQL + Valkey of the dev launcher (clinic.devrun.ensure_services),
+and its fake Stripe (clinic.devrun.launcher.start_fake_stripe).
 
 Starts real servers in a scratch directory (not the project's .local/), once for the
 module; the whole module takes a few seconds (a fresh initdb is the slow part).
@@ -8,9 +9,13 @@ No Django database fixtures: the tests talk to the servers directly.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import socket
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -20,6 +25,17 @@ import redis
 from psycopg import sql
 
 from clinic.devrun import ensure_services
+from clinic.devrun.common import _port_in_use
+from clinic.devrun.launcher import (
+    FAKE_STRIPE_KEYS,
+    FAKE_STRIPE_PORT,
+    _fake_stripe_installed,
+    _fake_stripe_port,
+    _payments,
+    _Signals,
+)
+from payments.gateway import StripeGateway, stripe_value
+from tests.payments import localstripe as partner
 
 BUDGET_SECONDS = 30
 
@@ -128,3 +144,150 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+# --- the fake Stripe -------------------------------------------------------------------
+
+
+class _WebhookSink(ThreadingHTTPServer):
+    """Stands in for the web child: keeps what localstripe POSTs to it."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.deliveries: queue.Queue[tuple[str, dict[str, str], bytes]] = queue.Queue()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sink.deliveries.put((self.path, dict(self.headers), body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # noqa: ANN002
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_fake_stripe_serves_payment_intents_and_signs_the_portals_webhooks():
+    partner.ensure_installed()  # what `make partners` does; instant once installed
+    assert _fake_stripe_installed()  # the launcher reads the same stamp: no install step
+    sink = _WebhookSink()
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    web_port = sink.server_address[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")}
+    started = time.monotonic()
+    stripe, banner = _payments(web_port, env, _Signals(), width=6)
+    try:
+        assert stripe is not None, "the fake Stripe did not start (see the captured log)"
+        assert time.monotonic() - started < 10
+        base = env["STRIPE_API_BASE"]
+        port = int(base.rsplit(":", 1)[1])
+        assert base == f"http://127.0.0.1:{port}"
+        assert port >= FAKE_STRIPE_PORT and port != web_port
+        assert env["STRIPE_JS_URL"] == f"{base}/js.stripe.com/v3/"
+        # The keys the payment tests use, so both talk to localstripe the same way.
+        assert FAKE_STRIPE_KEYS == {
+            "STRIPE_SECRET_KEY": partner.SECRET_KEY,
+            "STRIPE_PUBLISHABLE_KEY": partner.PUBLISHABLE_KEY,
+            "STRIPE_WEBHOOK_SECRET": partner.WEBHOOK_SECRET,
+        }
+        assert {k: env[k] for k in FAKE_STRIPE_KEYS} == FAKE_STRIPE_KEYS
+        assert "4242 4242 4242 4242 pays" in "\n".join(banner)
+        assert "4000 0000 0000 0341 is declined" in "\n".join(banner)
+
+        # The web child's gateway, built from the env it gets.
+        gateway = StripeGateway(
+            env["STRIPE_SECRET_KEY"],
+            api_base=env["STRIPE_API_BASE"],
+            webhook_secret=env["STRIPE_WEBHOOK_SECRET"],
+        )
+        intent = gateway.create_payment_intent(
+            amount_minor=150000,
+            currency="RUB",
+            metadata={"payment": "devrun-test"},
+            idempotency_key=f"devrun-test-{time.time_ns()}",
+            description="devrun test",
+        )
+        assert intent.id.startswith("pi_")
+        assert (intent.status, intent.amount_minor, intent.currency) == (
+            "requires_payment_method",
+            150000,
+            "RUB",
+        )
+        assert intent.client_secret
+
+        # localstripe delivers payment_intent.created about a second later, to the
+        # registered endpoint, signed with the secret the portal verifies with.
+        path, headers, body = sink.deliveries.get(timeout=10)
+        assert path == "/payments/stripe/webhook/"
+        event = gateway.verify_webhook(body, headers["Stripe-Signature"])
+        assert stripe_value(event, "type") == "payment_intent.created"
+        data = stripe_value(event, "data")
+        assert stripe_value(stripe_value(data, "object"), "id") == intent.id
+    finally:
+        if stripe is not None:
+            stripe.stop(threading.Event())
+        sink.shutdown()
+        sink.server_close()
+    assert stripe.proc.poll() is not None
+    assert not _port_in_use("127.0.0.1", port)
+
+
+def test_no_fake_stripe_when_a_stripe_key_is_set():
+    env = {"STRIPE_SECRET_KEY": "sk_test_from_dotenv", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+    stripe, banner = _payments(8000, env, _Signals(), width=6)
+    if stripe is not None:  # the bug under test: do not leave it running
+        stripe.stop(threading.Event())
+    assert stripe is None
+    assert env == {"STRIPE_SECRET_KEY": "sk_test_from_dotenv", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+    assert banner == ["Stripe (STRIPE_SECRET_KEY from the environment)"]
+
+
+def test_fake_stripe_port_skips_taken_ports_and_the_web_port():
+    first = _fake_stripe_port(avoid=0)
+    assert first >= FAKE_STRIPE_PORT
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        # As the probe and localstripe bind: a port left in TIME_WAIT is free.
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", first))
+        taken.listen()
+        second = _fake_stripe_port(avoid=first + 1)
+    assert second not in (first, first + 1)
+
+
+def test_no_registry_means_a_warning_and_no_payments(monkeypatch, capsys):
+    from clinic.devrun import launcher
+
+    steps = []
+    monkeypatch.setattr(launcher, "_fake_stripe_installed", lambda: False)
+    monkeypatch.setattr(launcher, "_run_step", lambda argv, *a, **k: steps.append(argv) or (1, ""))
+    env: dict[str, str] = {}
+    stripe, banner = _payments(8000, env, _Signals(), width=6)
+    assert stripe is None
+    assert env == {}
+    assert steps[0][1:] == ["-m", "tests.payments.localstripe", "install"]
+    assert banner[0].startswith("off")
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert warnings == [
+        "devrun: warning: could not install localstripe (exit 1); running without payments"
+    ]
+
+
+def test_a_fake_stripe_that_dies_means_a_warning_and_no_payments(monkeypatch, capsys, tmp_path):
+    from clinic.devrun import launcher
+
+    partner.ensure_installed()
+    broken = tmp_path / "broken_app.py"
+    broken.write_text("import sys\nprint('cannot bind')\nsys.exit(3)\n")
+    monkeypatch.setattr(launcher, "FAKE_STRIPE_APP", broken)
+    env: dict[str, str] = {}
+    stripe, banner = _payments(8000, env, _Signals(), width=6)
+    assert stripe is None
+    assert env == {}
+    out = capsys.readouterr().out
+    assert "stripe | cannot bind" in out  # its output is logged like the other children's
+    assert "devrun: warning: localstripe did not start (it exited with code 3)" in out

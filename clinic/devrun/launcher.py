@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from clinic.devrun.common import (
     DEFAULT_PORT,
     STOP_TIMEOUT,
     ServiceError,
+    _free_port,
     _port_in_use,
     _print,
 )
@@ -163,12 +168,146 @@ def _wait_for_port(port: int, signals: _Signals, children: list[Child], timeout:
     return False
 
 
-def _banner(url: str, services: dict[str, str], accounts: str) -> str:
+# --- the fake Stripe (localstripe) ----------------------------------------------------
+# Without STRIPE_SECRET_KEY the demo's prepaid consultation type is paid through
+# localstripe, the fake Stripe the payment tests use (tests/payments/localstripe.py,
+# installed into its own virtualenv under .local/), with the keys those tests use.
+
+FAKE_STRIPE_KEYS = {
+    "STRIPE_SECRET_KEY": "sk_test_localstripe",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_localstripe",
+    "STRIPE_WEBHOOK_SECRET": "whsec_localstripe_portal_tests",
+}
+FAKE_STRIPE_PORT = 8420
+FAKE_STRIPE_VENV = BASE_DIR / ".local" / "localstripe-venv"
+FAKE_STRIPE_APP = BASE_DIR / "tests" / "payments" / "_localstripe_app.py"
+FAKE_STRIPE_CARDS = "4242 4242 4242 4242 pays, 4000 0000 0000 0341 is declined"
+WEBHOOK_PATH = "/payments/stripe/webhook/"
+
+
+def _fake_stripe_installed() -> bool:
+    """The stamp tests/payments/localstripe.py leaves after installing partners.txt."""
+    try:
+        pinned = (BASE_DIR / "tests" / "payments" / "partners.txt").read_bytes()
+    except OSError:
+        return False
+    digest = hashlib.sha256(pinned).hexdigest()
+    stamp = FAKE_STRIPE_VENV / f".partners-{digest[:16]}.stamp"
+    return stamp.exists() and (FAKE_STRIPE_VENV / "bin" / "python").exists()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as localstripe binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _fake_stripe_port(avoid: int) -> int:
+    """8420, or the next free port after it (never the web port)."""
+    for port in range(FAKE_STRIPE_PORT, FAKE_STRIPE_PORT + 100):
+        if port != avoid and _bindable(port):
+            return port
+    return _free_port()
+
+
+def _http(url: str, data: dict[str, str] | None = None) -> int:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body)  # noqa: S310 - loopback http
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return response.status
+
+
+def start_fake_stripe(
+    web_port: int, env: dict[str, str], signals: _Signals, width: int
+) -> tuple[Child, dict[str, str]] | None:
+    """Install localstripe when missing, start it as the `stripe` child on 127.0.0.1,
+    wait until it answers and register the portal's webhook endpoint with it. Returns
+    the child and the STRIPE_* variables for web/worker/beat, or None after a one-line
+    warning (no registry to install from, the server died): the portal then runs
+    without payments."""
+    if not _fake_stripe_installed():
+        _print(
+            "installing localstripe (a local fake Stripe for the demo payments) into "
+            ".local/localstripe-venv: python -m tests.payments.localstripe install"
+        )
+        install = [sys.executable, "-m", "tests.payments.localstripe", "install"]
+        code, _ = _run_step(install, env, signals)
+        if code != 0 or not _fake_stripe_installed():
+            _print(
+                f"warning: could not install localstripe (exit {code}); running without payments"
+            )
+            return None
+    port = _fake_stripe_port(avoid=web_port)
+    base = f"http://127.0.0.1:{port}"
+    python = str(FAKE_STRIPE_VENV / "bin" / "python")
+    # -I: its own site-packages only, and tests/payments/ off sys.path (see the app's
+    # docstring); -u because -I ignores PYTHONUNBUFFERED: its lines reach the log now.
+    child = Child("stripe", [python, "-u", "-I", str(FAKE_STRIPE_APP), "--port", str(port)])
+    child.start(env, width)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if signals.stop.is_set():
+                raise Stopped
+            if child.proc is not None and child.proc.poll() is not None:
+                raise ServiceError(f"it exited with code {child.proc.returncode}")
+            with contextlib.suppress(OSError):
+                if _http(f"{base}/js.stripe.com/v3/") == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{base} did not answer within 30 s")
+            time.sleep(0.2)
+        webhook = f"http://127.0.0.1:{web_port}{WEBHOOK_PATH}"
+        secret = FAKE_STRIPE_KEYS["STRIPE_WEBHOOK_SECRET"]
+        try:
+            _http(f"{base}/_config/webhooks/portal", {"url": webhook, "secret": secret})
+        except OSError as exc:
+            raise ServiceError(f"registering the webhook failed: {exc}") from exc
+    except ServiceError as exc:
+        child.stop(signals.force)
+        _print(f"warning: localstripe did not start ({exc}); running without payments")
+        return None
+    except BaseException:
+        child.stop(signals.force)
+        raise
+    stripe_env = {
+        "STRIPE_API_BASE": base,
+        "STRIPE_JS_URL": f"{base}/js.stripe.com/v3/",
+        **FAKE_STRIPE_KEYS,
+    }
+    return child, stripe_env
+
+
+def _payments(
+    web_port: int, env: dict[str, str], signals: _Signals, width: int
+) -> tuple[Child | None, list[str]]:
+    """With STRIPE_SECRET_KEY: nothing to start. Without: the fake Stripe, its STRIPE_*
+    added to `env`. Also the banner's lines about payments."""
+    if env.get("STRIPE_SECRET_KEY"):
+        return None, ["Stripe (STRIPE_SECRET_KEY from the environment)"]
+    fake = start_fake_stripe(web_port, env, signals, width)
+    if fake is None:
+        return None, ["off (no STRIPE_SECRET_KEY, and localstripe did not start)"]
+    child, stripe_env = fake
+    env.update(stripe_env)
+    return child, [
+        f"a local fake Stripe (localstripe, {stripe_env['STRIPE_API_BASE']})",
+        f"  test cards: {FAKE_STRIPE_CARDS}",
+        "  (any future expiry date, any CVC; no real money moves)",
+    ]
+
+
+def _banner(url: str, services: dict[str, str], accounts: str, payments: list[str]) -> str:
     lines = ["", "=" * 72, f"  Clinic portal: {url}", ""]
     for key in ("DATABASE_URL", "REDIS_URL"):
         origin = "embedded" if key in services else "from the environment"
         lines.append(f"  {key} ({origin}): {_redact(os.environ.get(key, services.get(key, '')))}")
-    lines.append("")
+    lines.append(f"  Payments: {payments[0]}")
+    lines += [f"  {line}" for line in payments[1:]] + [""]
     if accounts.strip():
         lines.extend("  " + line for line in accounts.rstrip().splitlines())
     else:
@@ -230,13 +369,17 @@ def run_portal(port: int, signals: _Signals) -> int:
             )
             if code != 0:
                 accounts = ""
-            width = max(len(c.name) for c in children)
+            width = max(len(name) for name in ["stripe", *(c.name for c in children)])
+            stripe, payments = _payments(port, env, signals, width)
+            if stripe is not None:
+                started.append(stripe)  # first in, last out: it outlives web and worker
             for child in children:
                 child.start(env, width)
                 started.append(child)
+            children = started  # the stripe child (if any) is watched like the others
             url = f"http://127.0.0.1:{port}/"
             if _wait_for_port(port, signals, children, timeout=90):
-                print(_banner(url, services, accounts), flush=True)
+                print(_banner(url, services, accounts, payments), flush=True)
             elif not signals.stop.is_set():
                 _print(f"{url} did not answer within 90 s; see the web log above")
             while not signals.sleep(0.3):

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts.models import Role
 from audit.models import AuditAction, AuditEvent
@@ -26,6 +26,13 @@ from tests import factories
 
 pytestmark = pytest.mark.django_db
 MSK = ZoneInfo("Europe/Moscow")
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    # The services' messages are read in English here, whatever an earlier test left active.
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture
