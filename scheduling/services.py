@@ -77,6 +77,15 @@ def _may_act_for(by: User | None, patient: PatientProfile) -> bool:
     return by.role in CLINIC_ROLES
 
 
+def _by_clinic(by: User | None, appointment: Appointment, *, previous: str = "") -> bool:
+    """Reception, admins, and the clinic's own systems (the MIS sync: by=None) cancel
+    for the clinic: free for the patient, refunded in full, and the patient is told.
+    A hold the system lets go (an expired waitlist offer) is not a booking cancelled."""
+    if by is None:
+        return (previous or appointment.status) != AppointmentStatus.HELD
+    return by.role in CLINIC_ROLES
+
+
 def _lock_doctor_calendar(doctor_id: int) -> None:
     """Serialise bookings per doctor until the transaction ends.
 
@@ -325,7 +334,7 @@ def cancellation_quote(
     now = now or timezone.now()
     ctype = appointment.consultation_type
     free_until = appointment.starts_at - timedelta(hours=ctype.free_cancellation_hours)
-    by_clinic = by is not None and by.role in CLINIC_ROLES
+    by_clinic = _by_clinic(by, appointment)
     if appointment.status not in ACTIVE_STATUSES or appointment.status in (
         AppointmentStatus.ARRIVED,
         AppointmentStatus.IN_PROGRESS,
@@ -408,7 +417,7 @@ def appointment_cancel(
             appointment_id=appointment.pk,
             cancellation_fee=quote.fee,
             free=quote.free,
-            by_clinic=by is not None and by.role in CLINIC_ROLES,
+            by_clinic=_by_clinic(by, appointment, previous=previous),
         )
     return appointment
 
