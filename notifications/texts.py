@@ -114,6 +114,6 @@ EVENT_TEXTS: dict[str, EventText] = {
     Event.NEW_MESSAGE: EventText(
         _("A new message from %(clinic)s"),
         _("You have a new message from the clinic — open the portal to read it."),
-        "home",
+        "telemedicine:inbox",
     ),
 }

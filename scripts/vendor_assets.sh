@@ -15,6 +15,7 @@ shopt -s inherit_errexit
 
 BOOTSTRAP_VERSION="5.3.8"
 HTMX_VERSION="2.0.11"
+LIVEKIT_CLIENT_VERSION="2.23.0"
 AXE_VERSION="4.14.1"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,10 +39,11 @@ unpack() {
 # Download everything first, so a failed download leaves the vendored files untouched.
 bs="$(unpack bootstrap "$BOOTSTRAP_VERSION")"
 hx="$(unpack htmx.org "$HTMX_VERSION")"
+lk="$(unpack livekit-client "$LIVEKIT_CLIENT_VERSION")"
 axe="$(unpack axe-core "$AXE_VERSION")"
 
 # Remove older copies so only the pinned versions remain.
-rm -rf "$VENDOR"/bootstrap-* "$VENDOR"/htmx-*
+rm -rf "$VENDOR"/bootstrap-* "$VENDOR"/htmx-* "$VENDOR"/livekit-client-*
 mkdir -p "$VENDOR" "$TEST_VENDOR"
 
 BS_DIR="$VENDOR/bootstrap-$BOOTSTRAP_VERSION"
@@ -59,20 +61,31 @@ mkdir -p "$HX_DIR"
 cp "$hx/dist/htmx.min.js" "$HX_DIR/"
 cp "$hx/LICENSE" "$HX_DIR/LICENSE"
 
+# livekit-client for the video page: the UMD build (global LivekitClient), without its
+# sourceMappingURL line (the map is not vendored).
+LK_DIR="$VENDOR/livekit-client-$LIVEKIT_CLIENT_VERSION"
+mkdir -p "$LK_DIR"
+cp "$lk/dist/livekit-client.umd.js" "$LK_DIR/"
+cp "$lk/LICENSE" "$LK_DIR/LICENSE"
+sed -i '/^\/\/# sourceMappingURL=.*$/d' "$LK_DIR/livekit-client.umd.js"
+
 cp "$axe/axe.min.js" "$TEST_VENDOR/axe.min.js"
 cp "$axe/LICENSE" "$TEST_VENDOR/axe-core.LICENSE"
 
 # VERSIONS.txt: one line per file: name, version, sha256, path (relative to the repo).
 {
     echo "# Written by scripts/vendor_assets.sh; do not edit by hand."
-    echo "# Files are copied from the packages' published tarballs; in Bootstrap's files the"
-    echo "# sourceMappingURL comment line is removed (the maps are not vendored)."
+    echo "# Files are copied from the packages' published tarballs; in Bootstrap's and"
+    echo "# livekit-client's files the sourceMappingURL comment line is removed (the maps are"
+    echo "# not vendored)."
     echo "# name version sha256 path"
     for f in "$BS_DIR/css/bootstrap.min.css" "$BS_DIR/js/bootstrap.bundle.min.js"; do
         echo "bootstrap $BOOTSTRAP_VERSION $(sha256sum "$f" | cut -d' ' -f1) ${f#"$ROOT"/}"
     done
     f="$HX_DIR/htmx.min.js"
     echo "htmx.org $HTMX_VERSION $(sha256sum "$f" | cut -d' ' -f1) ${f#"$ROOT"/}"
+    f="$LK_DIR/livekit-client.umd.js"
+    echo "livekit-client $LIVEKIT_CLIENT_VERSION $(sha256sum "$f" | cut -d' ' -f1) ${f#"$ROOT"/}"
     f="$TEST_VENDOR/axe.min.js"
     echo "axe-core $AXE_VERSION $(sha256sum "$f" | cut -d' ' -f1) ${f#"$ROOT"/}"
 } > "$VENDOR/VERSIONS.txt"

@@ -522,7 +522,9 @@ def appointment_payment(request: HttpRequest, public_id: str) -> HttpResponse:
                 request, _("The time was held for you, but the hold has ended. Please book again.")
             )
         return redirect("scheduling:appointment_detail", public_id=appointment.public_id)
-    checkout = next(filter(None, hooks.appointment_checkout_url.collect(appointment=appointment)), "")
+    checkout = next(
+        filter(None, hooks.appointment_checkout_url.collect(appointment=appointment)), ""
+    )
     if checkout:
         return redirect(checkout)
     zone = appointment.location.time_zone

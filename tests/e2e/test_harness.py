@@ -220,7 +220,7 @@ def test_templates_have_no_inline_script_or_style():
 def test_vendored_files_match_versions_txt():
     lines = (REPO / "static/vendor/VERSIONS.txt").read_text().splitlines()
     entries = [line.split() for line in lines if line and not line.startswith("#")]
-    assert {e[0] for e in entries} == {"bootstrap", "htmx.org", "axe-core"}
+    assert {e[0] for e in entries} == {"bootstrap", "htmx.org", "axe-core", "livekit-client"}
     for _name, _version, digest, path in entries:
         assert hashlib.sha256((REPO / path).read_bytes()).hexdigest() == digest, path
     # Every vendored asset base.html links to exists.

@@ -3,7 +3,7 @@ own earnings: money in less money back, counted on the day it moved, in two quer
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 

@@ -32,6 +32,8 @@ from accounts.models import (
 from accounts.validators import format_snils, snils_checksum
 from audit.models import AuditAction
 from audit.services import audit_record
+from telemedicine.demo import seed_video_demo
+from telemedicine.demo_messaging import seed_messaging_demo
 
 DOMAIN = "clinic.test"
 
@@ -160,6 +162,8 @@ class Command(BaseCommand):
             created = self._seed()
             schedule = self._seed_schedule()
             schedule.update(self._seed_records())
+            schedule.update(seed_video_demo())
+            schedule.update(seed_messaging_demo())
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Demo data ready ({created} new accounts, "
