@@ -146,7 +146,10 @@ def test_seed_demo_builds_a_bookable_schedule_once():
     assert len(shifts) == 2  # morning and afternoon
 
     upcoming = Appointment.objects.filter(status=AppointmentStatus.BOOKED)
-    assert upcoming.count() == 7
+    # Seven from scheduling's demo, and the video consultation telemedicine's demo books
+    # a few minutes ahead (so the waiting room can be tried at once).
+    assert upcoming.count() == 8
+    assert upcoming.filter(consultation_type__mode=ConsultationMode.VIDEO).exists()
     now = timezone.now()
     for appointment in upcoming.select_related("doctor", "patient"):
         assert now < appointment.starts_at < now + timedelta(days=14)
